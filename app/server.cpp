@@ -1,0 +1,296 @@
+#include "app/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include "admin/drain_access.hpp"
+#include "app/json.hpp"
+
+namespace drainproxy::app {
+
+using drain::Phase;
+using drain::Trigger;
+
+namespace {
+
+constexpr auto kIdleTick = std::chrono::milliseconds(250);
+constexpr auto kDrainTick = std::chrono::milliseconds(10);
+constexpr auto kLivenessLimit = std::chrono::seconds(5);
+constexpr auto kAnswerWaitersFor = std::chrono::seconds(2);
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+admin::Response text(unsigned status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body)}; }
+admin::Response json(unsigned status, std::string body) { return {status, "application/json", std::move(body)}; }
+
+tcp::endpoint admin_endpoint(const config::Endpoint& ep) {
+  error_code ec;
+  const auto addr = asio::ip::make_address(ep.host, ec);
+  if (ec)
+    throw config::ConfigError("invalid value '" + ep.to_string() + "' for --admin: the host must be an IP address");
+  return {addr, ep.port};
+}
+
+}  // namespace
+
+Server::Server(config::Config cfg)
+    : cfg_(std::move(cfg)),
+      log_(spdlog::get("main")),
+      drain_(drain::DrainTimings{cfg_.propagation_delay, cfg_.drain_timeout}, clock_),
+      metrics_(cfg_.listen.to_string()),
+      signals_(ioc_, SIGTERM, SIGINT),
+      tick_(ioc_),
+      stopped_event_(ioc_, asio::steady_timer::time_point::max()) {
+  const auto admin_ep = admin_endpoint(cfg_.admin);
+  // A refused proxied connection is the fastest sign that the app went away:
+  // ask the health checker (on the control thread) to look now.
+  proxy_ = std::make_unique<proxy::Proxy>(cfg_, [this] {
+    asio::post(ioc_, [this] {
+      if (health_) health_->probe_soon();
+    });
+  });
+  admin_ = std::make_unique<admin::AdminServer>(ioc_, admin_ep, *this);
+  health_ = std::make_unique<health::HealthChecker>(
+      ioc_, proxy_->route().upstream, cfg_.upstream.to_string(), cfg_.health,
+      [this](bool healthy, const std::string& detail) { on_health(healthy, detail); });
+}
+
+Server::~Server() = default;
+
+int Server::run() {
+  log_->info("drainproxy listening on {} (mode {}, {} workers), upstream {}", proxy_->local_endpoint().address().to_string() +
+                 ":" + std::to_string(proxy_->local_endpoint().port()),
+             config::to_string(cfg_.mode), cfg_.workers, cfg_.upstream.to_string());
+  log_->info("admin listening on {}:{}", admin_->local_endpoint().address().to_string(), admin_->local_endpoint().port());
+  log_->info("timings: propagation-delay={} drain-timeout={} termination-grace-period={} (margin {})",
+             config::format_duration(cfg_.propagation_delay), config::format_duration(cfg_.drain_timeout),
+             config::format_duration(cfg_.termination_grace_period), config::format_duration(cfg_.grace_margin()));
+  proxy_->start();
+  admin_->start();
+  health_->start();
+  wait_for_signal();
+  asio::co_spawn(ioc_, control_loop(this), [this](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log_->critical("control loop failed: {}", ex.what());
+    }
+    ioc_.stop();
+  });
+  ioc_.run();
+  proxy_->shutdown();
+  return drain_.phase() == Phase::Stopped ? 0 : 1;
+}
+
+void Server::wait_for_signal() {
+  signals_.async_wait([this](const error_code& ec, int sig) {
+    if (ec) return;
+    on_signal(sig);
+    wait_for_signal();
+  });
+}
+
+void Server::on_signal(int sig) {
+  if (sig == SIGINT && ++sigints_ >= 2) {
+    // A human pressing Ctrl-C twice wants out now.
+    log_->warn("second SIGINT: exiting at once with {} connections open", proxy_->active_connections());
+    spdlog::shutdown();
+    std::_Exit(130);
+  }
+  trigger_drain(sig == SIGINT ? Trigger::Sigint : Trigger::Sigterm);
+}
+
+void Server::trigger_drain(Trigger why) {
+  const drain::Step step = drain_.start_drain(why);
+  if (!step.changed) {
+    log_->info("drain trigger {} ignored: already {}", drain::to_string(why), drain::to_string(drain_.phase()));
+    return;
+  }
+  drain_started_unix_ = unix_now();
+  at_trigger_ = proxy_->snapshot();
+  apply(step);
+  tick_.cancel();  // re-evaluate at the drain's pace at once
+}
+
+void Server::on_health(bool healthy, const std::string& detail) {
+  upstream_healthy_ = healthy;
+  if (healthy) log_->info("upstream {} healthy ({})", cfg_.upstream.to_string(), detail);
+  else log_->warn("upstream {} unhealthy ({})", cfg_.upstream.to_string(), detail);
+  apply(drain_.set_upstream_healthy(healthy));
+}
+
+void Server::apply(const drain::Step& step) {
+  const auto active = proxy_->active_connections();
+  if (step.force_close) {
+    log_->warn("drain-timeout {} reached: force-closing {} connections", config::format_duration(cfg_.drain_timeout),
+               active);
+    proxy_->force_close();
+  }
+  if (!step.changed) return;
+  auto phase_log = spdlog::get("drain");
+  phase_log->info("phase {} -> {} trigger={} active_connections={} elapsed={:.3f}s", drain::to_string(step.from),
+                  drain::to_string(step.to), drain::to_string(drain_.trigger()), active, drain_.drain_seconds());
+  switch (step.to) {
+    case Phase::Draining:
+      proxy_->stop_accepting();
+      break;
+    case Phase::Stopped:
+      finish();
+      break;
+    default:
+      break;
+  }
+}
+
+void Server::finish() {
+  at_stop_ = proxy_->snapshot();
+  const auto forced = at_stop_.closed_for(proxy::CloseReason::DrainForced) -
+                      at_trigger_.closed_for(proxy::CloseReason::DrainForced);
+  const auto closed = at_stop_.closed_total() - at_trigger_.closed_total();
+  const auto overload = at_stop_.closed_for(proxy::CloseReason::Overload) -
+                        at_trigger_.closed_for(proxy::CloseReason::Overload);
+  spdlog::get("drain")->info(
+      "drain complete: trigger={} duration={:.3f}s connections_drained={} connections_forced={} "
+      "accepted_during_drain={} refused_overload={}",
+      drain::to_string(drain_.trigger()), drain_.drain_seconds(), closed - forced - overload, forced,
+      at_stop_.accepted - at_trigger_.accepted, overload);
+  health_->stop();
+  admin_->stop();  // no new admin connections; the open ones are answered below
+  stopped_event_.cancel();
+}
+
+awaitable<void> Server::control_loop(Server* self) {
+  auto last_ping = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ping >= std::chrono::seconds(1)) {
+      self->proxy_->ping_workers();
+      last_ping = now;
+    }
+    self->apply(self->drain_.advance(self->proxy_->active_connections()));
+    if (self->drain_.phase() == Phase::Stopped) break;
+    self->tick_.expires_after(self->drain_.draining() ? kDrainTick : kIdleTick);
+    error_code ec;
+    co_await self->tick_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  // Let blocked /drain callers and a last scrape get their answers before exiting.
+  const auto deadline = std::chrono::steady_clock::now() + kAnswerWaitersFor;
+  while (self->admin_->inflight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    self->tick_.expires_after(kDrainTick);
+    error_code ec;
+    co_await self->tick_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  self->ioc_.stop();
+}
+
+bool Server::ready() const { return drain_.phase() == Phase::Serving && upstream_healthy_; }
+
+metrics::Sample Server::sample() const {
+  metrics::Sample s;
+  s.phase = drain_.phase();
+  s.ready = ready();
+  s.upstream_healthy = upstream_healthy_;
+  s.drain_started_unix = drain_started_unix_;
+  s.drain_seconds = drain_.drain_seconds();
+  s.stats = proxy_->snapshot();
+  return s;
+}
+
+std::string Server::status_json() const {
+  const auto stats = proxy_->snapshot();
+  const double in_phase = std::chrono::duration<double>(clock_.now() - drain_.phase_since()).count();
+  JsonObject timings;
+  timings.add("propagation_delay_seconds", config::to_seconds(cfg_.propagation_delay))
+      .add("drain_timeout_seconds", config::to_seconds(cfg_.drain_timeout))
+      .add("termination_grace_period_seconds", config::to_seconds(cfg_.termination_grace_period))
+      .add("connect_timeout_seconds", config::to_seconds(cfg_.connect_timeout))
+      .add("idle_timeout_seconds", config::to_seconds(cfg_.idle_timeout))
+      .add("health_interval_seconds", config::to_seconds(cfg_.health.interval))
+      .add("health_timeout_seconds", config::to_seconds(cfg_.health.timeout));
+  const auto ep = proxy_->local_endpoint();
+  JsonObject o;
+  o.add("phase", drain::to_string(drain_.phase()))
+      .add("seconds_in_phase", in_phase)
+      .add("ready", ready())
+      .add("upstream_healthy", upstream_healthy_)
+      .add("connections_active", stats.active())
+      .add("connections_total", stats.accepted)
+      .add("listen", ep.address().to_string() + ":" + std::to_string(ep.port()))
+      .add("upstream", cfg_.upstream.to_string())
+      .add("mode", config::to_string(cfg_.mode))
+      .add("workers", static_cast<std::uint64_t>(cfg_.workers))
+      .add("drain_trigger", drain::to_string(drain_.trigger()))
+      .add("drain_seconds", drain_.drain_seconds())
+      .add_raw("timings", timings.str());
+  return o.str() + "\n";
+}
+
+std::string Server::drain_summary_json() const {
+  const bool done = drain_.phase() == Phase::Stopped;
+  const auto now = done ? at_stop_ : proxy_->snapshot();
+  const auto forced =
+      now.closed_for(proxy::CloseReason::DrainForced) - at_trigger_.closed_for(proxy::CloseReason::DrainForced);
+  const auto overload =
+      now.closed_for(proxy::CloseReason::Overload) - at_trigger_.closed_for(proxy::CloseReason::Overload);
+  JsonObject o;
+  o.add("phase", drain::to_string(drain_.phase()))
+      .add("trigger", drain::to_string(drain_.trigger()))
+      .add("drain_seconds", drain_.drain_seconds())
+      .add("connections_open_at_trigger", at_trigger_.active())
+      .add("connections_accepted_during_drain", now.accepted - at_trigger_.accepted)
+      .add("connections_drained", now.closed_total() - at_trigger_.closed_total() - forced - overload)
+      .add("connections_forced", forced)
+      .add("connections_active", now.active());
+  return o.str() + "\n";
+}
+
+awaitable<admin::Response> Server::handle(admin::Request req) {
+  const bool read_only = req.method == "GET" || req.method == "HEAD";
+  if (req.path == "/drain") {
+    if (req.method != "GET" && req.method != "POST") co_return text(405, "use GET or POST\n");
+    co_return co_await handle_drain(std::move(req));
+  }
+  if (!read_only && (req.path == "/ready" || req.path == "/live" || req.path == "/metrics" || req.path == "/status"))
+    co_return text(405, "use GET\n");
+  if (req.path == "/ready") {
+    if (ready()) co_return text(200, "ready\n");
+    const Phase p = drain_.phase();
+    if (p != Phase::Starting && p != Phase::Serving) co_return text(503, std::string(drain::to_string(p)) + "\n");
+    if (!upstream_healthy_) co_return text(503, "upstream " + cfg_.upstream.to_string() + " not healthy\n");
+    co_return text(503, std::string(drain::to_string(p)) + "\n");
+  }
+  if (req.path == "/live") {
+    const auto lag = std::chrono::steady_clock::now() - proxy_->oldest_pong();
+    if (lag > kLivenessLimit)
+      co_return text(503, "a worker event loop has not responded for " +
+                              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(lag).count()) + "s\n");
+    co_return text(200, "live\n");
+  }
+  if (req.path == "/metrics") co_return admin::Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(sample())};
+  if (req.path == "/status") co_return json(200, status_json());
+  co_return text(404, "not found; try /ready /live /metrics /status /drain\n");
+}
+
+awaitable<admin::Response> Server::handle_drain(admin::Request req) {
+  const auto access = admin::check_drain_access(req.peer, req.authorization, cfg_.drain_token);
+  if (!access.allowed) {
+    log_->warn("refused /drain from {}: {}", req.peer.to_string(), access.reason);
+    co_return text(403, access.reason + "\n");
+  }
+  const bool wait = req.query.find("wait=false") == std::string::npos && req.query.find("wait=0") == std::string::npos;
+  trigger_drain(Trigger::Admin);
+  if (!wait) co_return json(202, drain_summary_json());
+  while (drain_.phase() != Phase::Stopped) {
+    error_code ec;
+    co_await stopped_event_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  co_return json(200, drain_summary_json());
+}
+
+}  // namespace drainproxy::app

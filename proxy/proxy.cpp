@@ -1,0 +1,78 @@
+#include "proxy/proxy.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/socket_options.hpp"
+
+namespace drainproxy::proxy {
+
+namespace {
+
+tcp::endpoint resolve(const config::Endpoint& ep, const char* flag) {
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  error_code ec;
+  auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
+  if (ec || results.empty())
+    throw config::ConfigError("invalid value '" + ep.to_string() + "' for " + flag + ": cannot resolve host '" +
+                              ep.host + "': " + (ec ? ec.message() : "no address"));
+  return results.begin()->endpoint();
+}
+
+}  // namespace
+
+Proxy::Proxy(const config::Config& cfg, Listener::RefusedCallback on_upstream_refused)
+    : limiter_(cfg.max_connections), stats_(cfg.workers) {
+  route_.name = cfg.listen.to_string();
+  route_.upstream = resolve(cfg.upstream, "--upstream");
+  route_.connect_timeout = cfg.connect_timeout;
+  route_.idle_timeout = cfg.idle_timeout;
+
+  tcp::endpoint listen_ep = resolve(cfg.listen, "--listen");
+  check_port_free(listen_ep);
+  for (unsigned i = 0; i < cfg.workers; ++i) {
+    auto w = std::make_unique<Worker>(i);
+    tcp::acceptor a = open_reuseport_acceptor(w->io(), listen_ep);
+    // With port 0 the first bind picks the port; the other workers join it.
+    if (i == 0) listen_ep = a.local_endpoint();
+    w->add_listener(std::make_unique<Listener>(std::move(a), route_, limiter_, stats_[i], on_upstream_refused));
+    workers_.push_back(std::move(w));
+  }
+  local_endpoint_ = listen_ep;
+}
+
+Proxy::~Proxy() { shutdown(); }
+
+void Proxy::start() {
+  for (auto& w : workers_) w->start();
+}
+
+void Proxy::stop_accepting() {
+  for (auto& w : workers_) w->post_stop_accepting();
+}
+
+void Proxy::force_close() {
+  for (auto& w : workers_) w->post_force_close();
+}
+
+void Proxy::shutdown() {
+  for (auto& w : workers_) w->shutdown(std::chrono::milliseconds(2000));
+}
+
+void Proxy::ping_workers() {
+  for (auto& w : workers_) w->post_ping();
+}
+
+std::chrono::steady_clock::time_point Proxy::oldest_pong() const {
+  auto oldest = std::chrono::steady_clock::time_point::max();
+  for (const auto& w : workers_) oldest = std::min(oldest, w->last_pong());
+  return oldest;
+}
+
+StatsSnapshot Proxy::snapshot() const {
+  StatsSnapshot s;
+  for (const auto& st : stats_) s.add(st);
+  return s;
+}
+
+}  // namespace drainproxy::proxy

@@ -1,0 +1,30 @@
+#include "proxy/socket_options.hpp"
+
+namespace drainproxy::proxy {
+
+void abort_socket(tcp::socket& s) {
+  error_code ignored;
+  s.set_option(asio::socket_base::linger(true, 0), ignored);
+  s.close(ignored);
+}
+
+tcp::acceptor open_reuseport_acceptor(asio::io_context& ioc, const tcp::endpoint& ep) {
+  tcp::acceptor a(ioc);
+  a.open(ep.protocol());
+  a.set_option(asio::socket_base::reuse_address(true));
+  a.set_option(reuse_port(true));
+  a.bind(ep);
+  a.listen(asio::socket_base::max_listen_connections);
+  return a;
+}
+
+void check_port_free(const tcp::endpoint& ep) {
+  if (ep.port() == 0) return;
+  asio::io_context ioc;
+  tcp::acceptor probe(ioc);
+  probe.open(ep.protocol());
+  probe.set_option(asio::socket_base::reuse_address(true));
+  probe.bind(ep);
+}
+
+}  // namespace drainproxy::proxy

@@ -1,0 +1,156 @@
+#include "proxy/tcp_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/listener.hpp"
+#include "proxy/socket_options.hpp"
+
+namespace drainproxy::proxy {
+
+namespace {
+bool is_peer_gone(const error_code& ec) {
+  return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
+}  // namespace
+
+TcpSession::TcpSession(tcp::socket client, Listener& listener)
+    : client_(std::move(client)),
+      upstream_(client_.get_executor()),
+      timer_(client_.get_executor()),
+      listener_(listener),
+      last_activity_(std::chrono::steady_clock::now()) {}
+
+void TcpSession::spawn(std::shared_ptr<TcpSession> self, awaitable<void> task) {
+  ++self->tasks_;
+  auto ex = self->client_.get_executor();
+  asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
+    if (e) {
+      // A bug, not a network event: log it and make sure the connection ends.
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::get("proxy")->error("tcp session task failed: {}", ex.what());
+      }
+      self->end(CloseReason::Error, true);
+    }
+    self->task_done();
+  });
+}
+
+void TcpSession::start(std::shared_ptr<TcpSession> self) {
+  self->listener_.attach(*self);
+  auto task = connect(self);
+  spawn(std::move(self), std::move(task));
+}
+
+awaitable<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
+  const auto& route = self->listener_.route();
+  self->timer_.expires_after(route.connect_timeout);
+  std::weak_ptr<TcpSession> weak = self;
+  self->timer_.async_wait([weak](const error_code& ec) {
+    if (ec) return;
+    if (auto s = weak.lock(); s && !s->closed_ && s->open_pumps_ == 0) {
+      s->connect_timed_out_ = true;
+      error_code ignored;
+      s->upstream_.close(ignored);
+    }
+  });
+
+  error_code ec;
+  co_await self->upstream_.async_connect(route.upstream, asio::redirect_error(use_awaitable, ec));
+  self->timer_.cancel();
+  if (self->closed_) co_return;  // force-closed while connecting
+  if (ec || self->connect_timed_out_) {
+    self->listener_.stats().upstream_connect_errors.add();
+    if (ec == asio::error::connection_refused) self->listener_.upstream_refused();
+    spdlog::get("proxy")->debug("listener={} upstream connect failed: {}", route.name,
+                                self->connect_timed_out_ ? "timed out" : ec.message());
+    self->end(CloseReason::Error, true);
+    co_return;
+  }
+  self->client_.set_option(tcp::no_delay(true), ec);
+  self->upstream_.set_option(tcp::no_delay(true), ec);
+  self->touch();
+  self->open_pumps_ = 2;
+  spawn(self, pump(self, Side::Client));
+  spawn(self, pump(self, Side::Upstream));
+  spawn(self, watchdog(self));
+}
+
+awaitable<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
+  const bool from_client = from_side == Side::Client;
+  tcp::socket& from = from_client ? self->client_ : self->upstream_;
+  tcp::socket& to = from_client ? self->upstream_ : self->client_;
+  auto& buf = from_client ? self->to_upstream_ : self->to_client_;
+  ListenerStats& stats = self->listener_.stats();
+  const CloseReason from_reason = from_client ? CloseReason::Client : CloseReason::Upstream;
+  const CloseReason to_reason = from_client ? CloseReason::Upstream : CloseReason::Client;
+
+  for (;;) {
+    error_code ec;
+    const std::size_t n = co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::eof) {
+      // Half-close: the other side may still have a reply to send.
+      if (!self->reason_) self->reason_ = from_reason;
+      to.shutdown(tcp::socket::shutdown_send, ec);
+      break;
+    }
+    if (ec) {
+      if (!self->closed_) self->end(is_peer_gone(ec) ? from_reason : CloseReason::Error, true);
+      break;
+    }
+    if (from_client) stats.bytes_rx.add(n);
+    self->touch();
+    co_await asio::async_write(to, asio::buffer(buf.data(), n), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (!self->closed_) self->end(is_peer_gone(ec) ? to_reason : CloseReason::Error, true);
+      break;
+    }
+    if (!from_client) stats.bytes_tx.add(n);
+    self->touch();
+  }
+  if (--self->open_pumps_ == 0) self->end(self->reason_.value_or(from_reason), false);
+}
+
+awaitable<void> TcpSession::watchdog(std::shared_ptr<TcpSession> self) {
+  const auto idle = self->listener_.route().idle_timeout;
+  while (!self->closed_) {
+    self->timer_.expires_at(self->last_activity_ + idle);
+    error_code ec;
+    co_await self->timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (self->closed_) break;
+    if (std::chrono::steady_clock::now() - self->last_activity_ >= idle) {
+      spdlog::get("proxy")->debug("listener={} closing idle connection", self->listener_.route().name);
+      self->end(CloseReason::IdleTimeout, false);
+    }
+  }
+}
+
+void TcpSession::force_close() { end(CloseReason::DrainForced, false); }
+
+void TcpSession::end(CloseReason why, bool abortive) {
+  if (!reason_ || why == CloseReason::DrainForced || why == CloseReason::IdleTimeout) {
+    // A half-closed stream that is then cut by a timeout ends for the timeout's reason.
+    if (!closed_) reason_ = why;
+  }
+  if (closed_) return;
+  closed_ = true;
+  error_code ignored;
+  timer_.cancel();
+  if (abortive) {
+    abort_socket(client_);
+    abort_socket(upstream_);
+  } else {
+    client_.close(ignored);
+    upstream_.close(ignored);
+  }
+}
+
+void TcpSession::task_done() {
+  if (--tasks_ > 0) return;
+  if (!closed_) end(reason_.value_or(CloseReason::Error), false);
+  unlink();
+  listener_.session_closed(reason_.value_or(CloseReason::Error));
+}
+
+}  // namespace drainproxy::proxy

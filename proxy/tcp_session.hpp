@@ -1,0 +1,53 @@
+#pragma once
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "proxy/asio.hpp"
+#include "proxy/session.hpp"
+#include "proxy/stats.hpp"
+
+namespace drainproxy::proxy {
+
+class Listener;
+
+// A byte-stream tunnel: client <-> upstream, one pump per direction, half-close
+// passed through, an idle watchdog. Lives on one worker thread.
+class TcpSession final : public Session, public std::enable_shared_from_this<TcpSession> {
+ public:
+  static constexpr std::size_t kBufferSize = 16 * 1024;
+
+  TcpSession(tcp::socket client, Listener& listener);
+  static void start(std::shared_ptr<TcpSession> self);
+  void force_close() override;
+
+ private:
+  enum class Side : std::uint8_t { Client, Upstream };
+
+  static awaitable<void> connect(std::shared_ptr<TcpSession> self);
+  static awaitable<void> pump(std::shared_ptr<TcpSession> self, Side from);
+  static awaitable<void> watchdog(std::shared_ptr<TcpSession> self);
+  static void spawn(std::shared_ptr<TcpSession> self, awaitable<void> task);
+
+  // Records why the connection ends (the first reason wins) and closes both sides.
+  void end(CloseReason why, bool abortive);
+  void task_done();
+  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+
+  tcp::socket client_;
+  tcp::socket upstream_;
+  asio::steady_timer timer_;  // connect timeout, then the idle watchdog
+  Listener& listener_;
+  std::chrono::steady_clock::time_point last_activity_;
+  std::optional<CloseReason> reason_;
+  int tasks_ = 0;       // coroutines still running
+  int open_pumps_ = 0;  // directions not yet finished
+  bool closed_ = false;
+  bool connect_timed_out_ = false;
+  std::array<char, kBufferSize> to_upstream_;
+  std::array<char, kBufferSize> to_client_;
+};
+
+}  // namespace drainproxy::proxy

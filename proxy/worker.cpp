@@ -1,0 +1,73 @@
+#include "proxy/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+namespace drainproxy::proxy {
+
+Worker::Worker(unsigned id)
+    : id_(id),
+      ioc_(std::make_unique<asio::io_context>(1)),
+      last_pong_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    ioc_->stop();
+    thread_.join();
+  }
+  // Acceptors go before their io_context; pending session frames are destroyed with
+  // the io_context while the listeners they unlink from still exist.
+  for (auto& l : listeners_) l->release_acceptor();
+  ioc_.reset();
+  listeners_.clear();
+}
+
+void Worker::start() {
+  guard_.emplace(ioc_->get_executor());
+  for (auto& l : listeners_) l->start();
+  thread_ = std::thread([this] {
+    try {
+      ioc_->run();
+    } catch (const std::exception& e) {
+      spdlog::get("proxy")->critical("worker {} stopped by an exception: {}", id_, e.what());
+      std::terminate();
+    }
+  });
+}
+
+void Worker::post_stop_accepting() {
+  asio::post(*ioc_, [this] {
+    for (auto& l : listeners_) l->stop_accepting();
+  });
+}
+
+void Worker::post_force_close() {
+  asio::post(*ioc_, [this] {
+    for (auto& l : listeners_) l->force_close_all();
+  });
+}
+
+void Worker::post_ping() {
+  asio::post(*ioc_, [this] { last_pong_.store(std::chrono::steady_clock::now().time_since_epoch().count()); });
+}
+
+void Worker::shutdown(std::chrono::milliseconds max_wait) {
+  if (!thread_.joinable()) return;
+  asio::post(*ioc_, [this] {
+    for (auto& l : listeners_) {
+      l->close_acceptor();
+      l->force_close_all();
+    }
+    guard_.reset();
+  });
+  // Normally the loop runs out of work at once; a stuck handler must not hang the exit.
+  auto done = std::async(std::launch::async, [this] { thread_.join(); });
+  if (done.wait_for(max_wait) != std::future_status::ready) {
+    spdlog::get("proxy")->warn("worker {} did not finish in {} ms; stopping it", id_, max_wait.count());
+    ioc_->stop();
+    done.wait();
+  }
+}
+
+}  // namespace drainproxy::proxy

@@ -1,0 +1,47 @@
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "proxy/asio.hpp"
+#include "proxy/listener.hpp"
+
+namespace drainproxy::proxy {
+
+// One event-loop thread with its own io_context. A connection lives its whole life
+// on the worker that accepted it, so sessions need neither strands nor locks.
+class Worker {
+ public:
+  explicit Worker(unsigned id);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  asio::io_context& io() { return *ioc_; }
+  void add_listener(std::unique_ptr<Listener> l) { listeners_.push_back(std::move(l)); }
+
+  void start();
+  void post_stop_accepting();
+  void post_force_close();
+  // Lets the loop finish once its sessions are gone, then joins the thread.
+  void shutdown(std::chrono::milliseconds max_wait);
+
+  // Liveness: the control loop posts a ping; a worker stuck in a handler stops answering.
+  void post_ping();
+  std::chrono::steady_clock::time_point last_pong() const {
+    return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_pong_.load()));
+  }
+
+ private:
+  unsigned id_;
+  std::unique_ptr<asio::io_context> ioc_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::thread thread_;
+  std::atomic<std::chrono::steady_clock::rep> last_pong_;
+};
+
+}  // namespace drainproxy::proxy
