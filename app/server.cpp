@@ -42,14 +42,14 @@ Server::Server(config::Config cfg)
     : cfg_(std::move(cfg)),
       log_(spdlog::get("main")),
       drain_(drain::DrainTimings{cfg_.propagation_delay, cfg_.drain_timeout}, clock_),
-      metrics_(cfg_.listen.to_string()),
+      metrics_(cfg_.listen.to_string(), cfg_.mode == config::Mode::Http),
       signals_(ioc_, SIGTERM, SIGINT),
       tick_(ioc_),
       stopped_event_(ioc_, asio::steady_timer::time_point::max()) {
   const auto admin_ep = admin_endpoint(cfg_.admin);
   // A refused proxied connection is the fastest sign that the app went away:
   // ask the health checker (on the control thread) to look now.
-  proxy_ = std::make_unique<proxy::Proxy>(cfg_, [this] {
+  proxy_ = std::make_unique<proxy::Proxy>(cfg_, drain_, [this] {
     asio::post(ioc_, [this] {
       if (health_) health_->probe_soon();
     });

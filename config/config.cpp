@@ -25,7 +25,7 @@ struct FlagSpec {
 constexpr FlagSpec kFlags[] = {
     {"listen", "ADDR:PORT", "address clients connect to (default 0.0.0.0:8000)"},
     {"upstream", "HOST:PORT", "the app behind the proxy (default 127.0.0.1:8080)"},
-    {"mode", "MODE", "tcp: byte stream (default tcp)"},
+    {"mode", "MODE", "http (HTTP/1.1 aware, default) or tcp (byte stream)"},
     {"admin", "ADDR:PORT", "admin endpoints /ready /live /metrics /drain /status (default 0.0.0.0:9901)"},
     {"propagation-delay", "DUR", "keep serving after readiness flips off (default 5s)"},
     {"drain-timeout", "DUR", "max time in draining before force-closing (default 20s)"},
@@ -39,7 +39,13 @@ constexpr FlagSpec kFlags[] = {
     {"max-connections", "N", "proxied connections beyond this are closed at once (default 10000)"},
     {"connect-timeout", "DUR", "upstream connect timeout (default 2s)"},
     {"idle-timeout", "DUR", "close a connection with no traffic in either direction (default 60s)"},
-    {"header-timeout", "DUR", "time allowed for request headers (default 10s)"},
+    {"header-timeout", "DUR", "time allowed for request headers, else 408 (default 10s)"},
+    {"max-header-bytes", "SIZE", "request head size limit, else 431 (default 64KiB)"},
+    {"max-body-bytes", "SIZE", "request body size limit, else 413 (default 0: unlimited)"},
+    {"upstream-timeout", "DUR", "time for the app to start its response, else 504 (default 60s)"},
+    {"upstream-keepalive", "N", "idle keep-alive connections to the app kept per worker (default 32)"},
+    {"upstream-idle-timeout", "DUR", "close a pooled app connection idle this long (default 4s)"},
+    {"drain-idle-grace", "DUR", "when draining, leave a keep-alive connection idle for less than this (default 1s)"},
     {"drain-token", "TOKEN", "bearer token that allows /drain from non-loopback addresses"},
     {"drain-token-file", "PATH", "file holding the drain token"},
     {"log-format", "FORMAT", "text or json (default text)"},
@@ -88,6 +94,25 @@ Endpoint endpoint_of(const std::string& flag, const Raw& raw, bool allow_zero) {
   } catch (const std::invalid_argument& e) {
     fail(flag, raw, e.what());
   }
+}
+
+// "65536", "64KiB", "1MiB", "1GiB" (also k/K/KB-style suffixes as powers of 1024).
+std::uint64_t size_of(const std::string& flag, const Raw& raw, std::uint64_t min, std::uint64_t max) {
+  std::uint64_t v = 0;
+  const char* b = raw.value.data();
+  const char* e = b + raw.value.size();
+  const auto [end, ec] = std::from_chars(b, e, v);
+  if (raw.value.empty() || ec != std::errc() || end == b) fail(flag, raw, "expected a size such as 65536 or 64KiB");
+  const std::string unit(end, e);
+  std::uint64_t mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "k" || unit == "K" || unit == "KB") mult = 1024;
+  else if (unit == "MiB" || unit == "M" || unit == "MB") mult = 1024 * 1024;
+  else if (unit == "GiB" || unit == "G" || unit == "GB") mult = 1024ull * 1024 * 1024;
+  else fail(flag, raw, "unknown size unit '" + unit + "' (use KiB, MiB or GiB)");
+  if (v > max / mult || v * mult < min || v * mult > max)
+    fail(flag, raw, "must be from " + std::to_string(min) + " to " + std::to_string(max) + " bytes");
+  return v * mult;
 }
 
 std::string help_text() {
@@ -140,6 +165,7 @@ Duration Config::grace_margin() const {
 
 const char* to_string(Mode m) {
   switch (m) {
+    case Mode::Http: return "http";
     case Mode::Tcp: return "tcp";
   }
   return "?";
@@ -206,8 +232,8 @@ ParseResult parse(const std::vector<std::string>& args, const EnvLookup& env) {
   if (has("mode")) {
     const Raw& r = raw["mode"];
     if (r.value == "tcp") c.mode = Mode::Tcp;
-    else if (r.value == "http") fail("mode", r, "http mode is not available in this version; use tcp");
-    else fail("mode", r, "expected tcp");
+    else if (r.value == "http") c.mode = Mode::Http;
+    else fail("mode", r, "expected http or tcp");
   }
   if (has("propagation-delay")) c.propagation_delay = duration_of("propagation-delay", raw["propagation-delay"]);
   if (has("drain-timeout")) c.drain_timeout = duration_of("drain-timeout", raw["drain-timeout"]);
@@ -247,7 +273,17 @@ ParseResult parse(const std::vector<std::string>& args, const EnvLookup& env) {
   if (has("connect-timeout")) c.connect_timeout = duration_of("connect-timeout", raw["connect-timeout"]);
   if (has("idle-timeout")) c.idle_timeout = duration_of("idle-timeout", raw["idle-timeout"]);
   if (has("header-timeout")) c.header_timeout = duration_of("header-timeout", raw["header-timeout"]);
-  for (const char* name : {"connect-timeout", "idle-timeout", "header-timeout"}) {
+  if (has("max-header-bytes"))
+    c.max_header_bytes = size_of("max-header-bytes", raw["max-header-bytes"], 1024, 1024 * 1024);
+  if (has("max-body-bytes")) c.max_body_bytes = size_of("max-body-bytes", raw["max-body-bytes"], 0, 1ull << 62);
+  if (has("upstream-timeout")) c.upstream_timeout = duration_of("upstream-timeout", raw["upstream-timeout"]);
+  if (has("upstream-keepalive"))
+    c.upstream_keepalive = count_of("upstream-keepalive", raw["upstream-keepalive"], 0, 100000);
+  if (has("upstream-idle-timeout"))
+    c.upstream_idle_timeout = duration_of("upstream-idle-timeout", raw["upstream-idle-timeout"]);
+  if (has("drain-idle-grace")) c.drain_idle_grace = duration_of("drain-idle-grace", raw["drain-idle-grace"]);
+  for (const char* name : {"connect-timeout", "idle-timeout", "header-timeout", "upstream-timeout",
+                           "upstream-idle-timeout"}) {
     if (has(name) && parse_duration(raw[name].value).count() == 0) fail(name, raw[name], "must be greater than 0");
   }
   if (has("drain-token") && has("drain-token-file"))

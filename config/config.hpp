@@ -12,7 +12,7 @@
 
 namespace drainproxy::config {
 
-enum class Mode { Tcp };
+enum class Mode { Http, Tcp };
 enum class HealthCheckKind { Tcp, Http, None };
 enum class LogFormat { Text, Json };
 
@@ -28,7 +28,7 @@ struct HealthCheck {
 struct Config {
   Endpoint listen{"0.0.0.0", 8000};
   Endpoint upstream{"127.0.0.1", 8080};
-  Mode mode = Mode::Tcp;
+  Mode mode = Mode::Http;
   Endpoint admin{"0.0.0.0", 9901};
 
   Duration propagation_delay{5000};
@@ -42,6 +42,14 @@ struct Config {
   Duration connect_timeout{2000};
   Duration idle_timeout{60000};
   Duration header_timeout{10000};
+
+  // HTTP mode
+  std::size_t max_header_bytes = 64 * 1024;
+  std::uint64_t max_body_bytes = 0;  // 0: unlimited
+  Duration upstream_timeout{60000};  // request sent -> first response byte
+  std::size_t upstream_keepalive = 32;  // idle app connections kept per worker
+  Duration upstream_idle_timeout{4000};
+  Duration drain_idle_grace{1000};  // an idle keep-alive connection younger than this is left alone
 
   std::string drain_token;  // empty: remote /drain is refused
 

@@ -2,6 +2,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -13,7 +14,7 @@ void advance(prometheus::Counter* c, std::uint64_t now, std::uint64_t before) {
 }
 }  // namespace
 
-Metrics::Metrics(const std::string& listener) : registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics(const std::string& listener, bool http) : registry_(std::make_shared<prometheus::Registry>()) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   auto& r = *registry_;
@@ -58,6 +59,31 @@ Metrics::Metrics(const std::string& listener) : registry_(std::make_shared<prome
                     .Register(r);
   bytes_rx_ = &bytes.Add({{"listener", listener}, {"direction", "rx"}});
   bytes_tx_ = &bytes.Add({{"listener", listener}, {"direction", "tx"}});
+  if (!http) return;
+
+  auto& requests = BuildCounter()
+                       .Name("drainproxy_requests_total")
+                       .Help("HTTP responses sent to clients, by status class.")
+                       .Register(r);
+  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (std::size_t i = 0; i < requests_.size(); ++i) requests_[i] = &requests.Add({{"listener", listener}, {"code", kClasses[i]}});
+  inflight_ = &BuildGauge()
+                   .Name("drainproxy_requests_inflight")
+                   .Help("HTTP requests received and not yet answered.")
+                   .Register(r)
+                   .Add(l);
+  const prometheus::Histogram::BucketBoundaries bounds(proxy::kDurationBuckets.begin(), proxy::kDurationBuckets.end());
+  duration_ = &prometheus::BuildHistogram()
+                   .Name("drainproxy_request_duration_seconds")
+                   .Help("HTTP request duration, first byte in to last byte out.")
+                   .Register(r)
+                   .Add(l, bounds);
+  auto& rejected = BuildCounter()
+                       .Name("drainproxy_http_rejected_total")
+                       .Help("Requests the proxy answered itself with an error, by reason.")
+                       .Register(r);
+  for (std::size_t i = 0; i < proxy::kRejectCount; ++i)
+    rejected_[i] = &rejected.Add({{"listener", listener}, {"reason", proxy::to_string(static_cast<proxy::Reject>(i))}});
 }
 
 Metrics::~Metrics() = default;
@@ -75,6 +101,19 @@ std::string Metrics::render(const Sample& s) {
   advance(connect_errors_, s.stats.upstream_connect_errors, exported_.upstream_connect_errors);
   advance(bytes_rx_, s.stats.bytes_rx, exported_.bytes_rx);
   advance(bytes_tx_, s.stats.bytes_tx, exported_.bytes_tx);
+  if (duration_) {
+    for (std::size_t i = 0; i < requests_.size(); ++i)
+      advance(requests_[i], s.stats.responses_by_class[i], exported_.responses_by_class[i]);
+    for (std::size_t i = 0; i < proxy::kRejectCount; ++i) advance(rejected_[i], s.stats.rejected[i], exported_.rejected[i]);
+    inflight_->Set(static_cast<double>(s.stats.requests_inflight()));
+    std::vector<double> buckets(s.stats.duration_buckets.size());
+    bool any = false;
+    for (std::size_t i = 0; i < buckets.size(); ++i) {
+      buckets[i] = static_cast<double>(s.stats.duration_buckets[i] - exported_.duration_buckets[i]);
+      any = any || buckets[i] > 0;
+    }
+    if (any) duration_->ObserveMultiple(buckets, static_cast<double>(s.stats.duration_sum_us - exported_.duration_sum_us) / 1e6);
+  }
   exported_ = s.stats;
 
   return prometheus::TextSerializer().Serialize(registry_->Collect());

@@ -10,6 +10,7 @@ namespace prometheus {
 class Registry;
 class Gauge;
 class Counter;
+class Histogram;
 }  // namespace prometheus
 
 namespace drainproxy::metrics {
@@ -28,7 +29,8 @@ struct Sample {
 // workers bump their own counters, and render() folds the sums in at scrape time.
 class Metrics {
  public:
-  explicit Metrics(const std::string& listener);
+  // `http`: also register the request metrics of HTTP mode.
+  Metrics(const std::string& listener, bool http);
   ~Metrics();
 
   // Prometheus text exposition format 0.0.4.
@@ -47,6 +49,12 @@ class Metrics {
   prometheus::Counter* connect_errors_;
   prometheus::Counter* bytes_rx_;
   prometheus::Counter* bytes_tx_;
+  // HTTP mode only
+  std::array<prometheus::Counter*, 5> requests_{};
+  prometheus::Gauge* inflight_ = nullptr;
+  prometheus::Histogram* duration_ = nullptr;
+  std::array<prometheus::Counter*, proxy::kRejectCount> rejected_{};
+
   proxy::StatsSnapshot exported_;  // what the counters already hold
 };
 

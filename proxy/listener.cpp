@@ -2,18 +2,21 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/http_session.hpp"
 #include "proxy/socket_options.hpp"
 #include "proxy/tcp_session.hpp"
 
 namespace drainproxy::proxy {
 
 Listener::Listener(tcp::acceptor acceptor, const Route& route, ConnectionLimiter& limiter, ListenerStats& stats,
-                   RefusedCallback on_upstream_refused)
+                   const drain::DrainDecision& drain, RefusedCallback on_upstream_refused)
     : acceptor_(std::move(acceptor)),
       route_(route),
       limiter_(limiter),
       stats_(stats),
-      on_upstream_refused_(std::move(on_upstream_refused)) {}
+      drain_(drain),
+      on_upstream_refused_(std::move(on_upstream_refused)),
+      upstreams_(route.upstream_keepalive, route.upstream_idle_timeout) {}
 
 void Listener::start() {
   asio::co_spawn(acceptor_->get_executor(), accept_loop(this), [](std::exception_ptr e) {
@@ -50,10 +53,16 @@ void Listener::on_accepted(tcp::socket s) {
   stats_.accepted.add();
   if (!limiter_.try_acquire()) {
     stats_.closed_for(CloseReason::Overload).add();
-    abort_socket(s);
+    if (route_.mode == RouteMode::Http) {
+      stats_.rejected_with(Reject::Overload);
+      HttpSession::refuse_overload(s);
+    } else {
+      abort_socket(s);
+    }
     return;
   }
-  TcpSession::start(std::make_shared<TcpSession>(std::move(s), *this));
+  if (route_.mode == RouteMode::Http) HttpSession::start(std::make_shared<HttpSession>(std::move(s), *this));
+  else TcpSession::start(std::make_shared<TcpSession>(std::move(s), *this));
 }
 
 void Listener::session_closed(CloseReason why) {
@@ -62,6 +71,16 @@ void Listener::session_closed(CloseReason why) {
 }
 
 void Listener::stop_accepting() {
+  if (!closing_idle_) {
+    closing_idle_ = true;
+    upstreams_.clear();
+    // Spread the idle closes over the window instead of a burst that all those
+    // clients' pools see at once.
+    const std::size_t idle = static_cast<std::size_t>(std::distance(idle_.begin(), idle_.end()));
+    const auto ticks = std::max<std::int64_t>(1, route_.drain_idle_window / kDrainTick);
+    idle_closes_per_tick_ = std::max<std::size_t>(1, (idle + static_cast<std::size_t>(ticks) - 1) /
+                                                         static_cast<std::size_t>(ticks));
+  }
   if (!acceptor_ || !acceptor_->is_open()) return;
   error_code ec;
   acceptor_->non_blocking(true, ec);
@@ -72,6 +91,25 @@ void Listener::stop_accepting() {
     if (!ec) on_accepted(std::move(s));
   }
   acceptor_->close(ec);
+}
+
+void Listener::housekeeping(std::chrono::steady_clock::time_point now) {
+  while (!idle_.empty() && now - idle_.front().idle_since >= route_.idle_timeout) {
+    IdleConnection& c = idle_.front();
+    c.idle_hook.unlink();
+    c.close_idle(CloseReason::IdleTimeout);
+  }
+  if (closing_idle_) {
+    // A connection that went idle moments ago may be carrying its client's next
+    // request right now; it gets the grace, and that request a Connection: close.
+    for (std::size_t n = 0; n < idle_closes_per_tick_ && !idle_.empty(); ++n) {
+      IdleConnection& c = idle_.front();
+      if (now - c.idle_since < route_.drain_idle_grace) break;
+      c.idle_hook.unlink();
+      c.close_idle(CloseReason::DrainIdle);
+    }
+  }
+  upstreams_.expire(now);
 }
 
 void Listener::force_close_all() {

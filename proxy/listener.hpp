@@ -2,30 +2,41 @@
 #include <functional>
 #include <optional>
 
+#include "drain/drain_decision.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/connection_limiter.hpp"
+#include "proxy/exchange.hpp"
 #include "proxy/route.hpp"
 #include "proxy/session.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/upstream_pool.hpp"
 
 namespace drainproxy::proxy {
 
-// One route's acceptor on one worker, and the sessions it accepted. Everything
-// here runs on the worker's thread.
+// One route's acceptor on one worker, the sessions it accepted and the per-worker
+// resources they share (buffers, app connections). Everything here runs on the
+// worker's thread.
 class Listener {
  public:
+  // How often housekeeping() runs while draining (and 10x less often otherwise).
+  static constexpr std::chrono::milliseconds kDrainTick{20};
+
   using RefusedCallback = std::function<void()>;
 
   Listener(tcp::acceptor acceptor, const Route& route, ConnectionLimiter& limiter, ListenerStats& stats,
-           RefusedCallback on_upstream_refused);
+           const drain::DrainDecision& drain, RefusedCallback on_upstream_refused);
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
   void start();
-  // Accepts what the kernel has already queued (those clients already count as
-  // connected), then closes the acceptor so new connections are refused.
+  // Enters `draining`: accepts what the kernel has already queued (those clients
+  // already count as connected), closes the acceptor so new connections are
+  // refused, and starts retiring idle keep-alive connections.
   void stop_accepting();
   void force_close_all();
+  // Periodic work: idle timeouts, the paced close of idle connections while
+  // draining, expiry of pooled app connections.
+  void housekeeping(std::chrono::steady_clock::time_point now);
   void close_acceptor() {
     error_code ignored;
     if (acceptor_) acceptor_->close(ignored);
@@ -35,11 +46,16 @@ class Listener {
 
   const Route& route() const { return route_; }
   ListenerStats& stats() { return stats_; }
+  const drain::DrainDecision& drain() const { return drain_; }
+  ExchangePool& exchanges() { return exchanges_; }
+  UpstreamPool& upstreams() { return upstreams_; }
   void attach(Session& s) { sessions_.push_back(s); }
+  void mark_idle(IdleConnection& c) { idle_.push_back(c); }
   void session_closed(CloseReason why);
   void upstream_refused() const {
     if (on_upstream_refused_) on_upstream_refused_();
   }
+  bool closing_idle() const { return closing_idle_; }
 
  private:
   static awaitable<void> accept_loop(Listener* self);
@@ -49,8 +65,14 @@ class Listener {
   const Route& route_;
   ConnectionLimiter& limiter_;
   ListenerStats& stats_;
+  const drain::DrainDecision& drain_;
   RefusedCallback on_upstream_refused_;
   SessionList sessions_;
+  IdleList idle_;
+  ExchangePool exchanges_;
+  UpstreamPool upstreams_;
+  bool closing_idle_ = false;
+  std::size_t idle_closes_per_tick_ = 1;
 };
 
 }  // namespace drainproxy::proxy

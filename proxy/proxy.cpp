@@ -21,21 +21,29 @@ tcp::endpoint resolve(const config::Endpoint& ep, const char* flag) {
 
 }  // namespace
 
-Proxy::Proxy(const config::Config& cfg, Listener::RefusedCallback on_upstream_refused)
+Proxy::Proxy(const config::Config& cfg, const drain::DrainDecision& drain, Listener::RefusedCallback on_upstream_refused)
     : limiter_(cfg.max_connections), stats_(cfg.workers) {
   route_.name = cfg.listen.to_string();
+  route_.mode = cfg.mode == config::Mode::Http ? RouteMode::Http : RouteMode::Tcp;
   route_.upstream = resolve(cfg.upstream, "--upstream");
   route_.connect_timeout = cfg.connect_timeout;
   route_.idle_timeout = cfg.idle_timeout;
+  route_.header_timeout = cfg.header_timeout;
+  route_.upstream_timeout = cfg.upstream_timeout;
+  route_.limits.max_head_bytes = cfg.max_header_bytes;
+  route_.max_body_bytes = cfg.max_body_bytes;
+  route_.upstream_keepalive = cfg.upstream_keepalive;
+  route_.upstream_idle_timeout = cfg.upstream_idle_timeout;
+  route_.drain_idle_grace = cfg.drain_idle_grace;
 
   tcp::endpoint listen_ep = resolve(cfg.listen, "--listen");
   check_port_free(listen_ep);
   for (unsigned i = 0; i < cfg.workers; ++i) {
-    auto w = std::make_unique<Worker>(i);
+    auto w = std::make_unique<Worker>(i, drain);
     tcp::acceptor a = open_reuseport_acceptor(w->io(), listen_ep);
     // With port 0 the first bind picks the port; the other workers join it.
     if (i == 0) listen_ep = a.local_endpoint();
-    w->add_listener(std::make_unique<Listener>(std::move(a), route_, limiter_, stats_[i], on_upstream_refused));
+    w->add_listener(std::make_unique<Listener>(std::move(a), route_, limiter_, stats_[i], drain, on_upstream_refused));
     workers_.push_back(std::move(w));
   }
   local_endpoint_ = listen_ep;

@@ -19,7 +19,7 @@ class Proxy {
  public:
   // Binds the listen sockets at once so start-up fails early and clearly.
   // Throws std::system_error (bind) or config::ConfigError (unresolvable upstream).
-  Proxy(const config::Config& cfg, Listener::RefusedCallback on_upstream_refused);
+  Proxy(const config::Config& cfg, const drain::DrainDecision& drain, Listener::RefusedCallback on_upstream_refused);
   ~Proxy();
 
   void start();

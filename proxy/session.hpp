@@ -1,13 +1,17 @@
 #pragma once
 #include <boost/intrusive/list.hpp>
+#include <chrono>
+
+#include "proxy/stats.hpp"
 
 namespace drainproxy::proxy {
 
-using SessionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using AutoUnlinkHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using IdleHook = boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 // A proxied connection as its listener sees it. Sessions live on one worker
 // thread, so the registry needs no lock.
-class Session : public SessionHook {
+class Session : public AutoUnlinkHook {
  public:
   virtual ~Session() = default;
   // The drain deadline passed: close now and count the connection as drain_forced.
@@ -15,5 +19,20 @@ class Session : public SessionHook {
 };
 
 using SessionList = boost::intrusive::list<Session, boost::intrusive::constant_time_size<false>>;
+
+// A keep-alive connection waiting for its next request. The listener keeps these in
+// the order they went idle, so idle timeouts and drain closes walk from the front.
+class IdleConnection {
+ public:
+  virtual ~IdleConnection() = default;
+  virtual void close_idle(CloseReason why) = 0;
+
+  IdleHook idle_hook;
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+using IdleList = boost::intrusive::list<IdleConnection,
+                                        boost::intrusive::member_hook<IdleConnection, IdleHook, &IdleConnection::idle_hook>,
+                                        boost::intrusive::constant_time_size<false>>;
 
 }  // namespace drainproxy::proxy

@@ -3,15 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/listener.hpp"
+#include "proxy/pump.hpp"
 #include "proxy/socket_options.hpp"
 
 namespace drainproxy::proxy {
-
-namespace {
-bool is_peer_gone(const error_code& ec) {
-  return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
-}
-}  // namespace
 
 TcpSession::TcpSession(tcp::socket client, Listener& listener)
     : client_(std::move(client)),
@@ -79,35 +74,24 @@ awaitable<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
 
 awaitable<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
   const bool from_client = from_side == Side::Client;
-  tcp::socket& from = from_client ? self->client_ : self->upstream_;
-  tcp::socket& to = from_client ? self->upstream_ : self->client_;
-  auto& buf = from_client ? self->to_upstream_ : self->to_client_;
   ListenerStats& stats = self->listener_.stats();
   const CloseReason from_reason = from_client ? CloseReason::Client : CloseReason::Upstream;
   const CloseReason to_reason = from_client ? CloseReason::Upstream : CloseReason::Client;
-
-  for (;;) {
-    error_code ec;
-    const std::size_t n = co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::eof) {
-      // Half-close: the other side may still have a reply to send.
+  error_code ec;
+  const PumpEnd how = co_await pump_bytes(
+      from_client ? self->client_ : self->upstream_, from_client ? self->upstream_ : self->client_,
+      asio::buffer(from_client ? self->to_upstream_ : self->to_client_), from_client ? &stats.bytes_rx : nullptr,
+      from_client ? nullptr : &stats.bytes_tx, self->last_activity_, ec);
+  switch (how) {
+    case PumpEnd::SourceEof:
       if (!self->reason_) self->reason_ = from_reason;
-      to.shutdown(tcp::socket::shutdown_send, ec);
       break;
-    }
-    if (ec) {
+    case PumpEnd::SourceError:
       if (!self->closed_) self->end(is_peer_gone(ec) ? from_reason : CloseReason::Error, true);
       break;
-    }
-    if (from_client) stats.bytes_rx.add(n);
-    self->touch();
-    co_await asio::async_write(to, asio::buffer(buf.data(), n), asio::redirect_error(use_awaitable, ec));
-    if (ec) {
+    case PumpEnd::SinkError:
       if (!self->closed_) self->end(is_peer_gone(ec) ? to_reason : CloseReason::Error, true);
       break;
-    }
-    if (!from_client) stats.bytes_tx.add(n);
-    self->touch();
   }
   if (--self->open_pumps_ == 0) self->end(self->reason_.value_or(from_reason), false);
 }

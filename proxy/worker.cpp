@@ -6,8 +6,9 @@
 
 namespace drainproxy::proxy {
 
-Worker::Worker(unsigned id)
+Worker::Worker(unsigned id, const drain::DrainDecision& drain)
     : id_(id),
+      drain_(drain),
       ioc_(std::make_unique<asio::io_context>(1)),
       last_pong_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
@@ -19,6 +20,7 @@ Worker::~Worker() {
   // Acceptors go before their io_context; pending session frames are destroyed with
   // the io_context while the listeners they unlink from still exist.
   for (auto& l : listeners_) l->release_acceptor();
+  tick_.reset();
   ioc_.reset();
   listeners_.clear();
 }
@@ -26,6 +28,15 @@ Worker::~Worker() {
 void Worker::start() {
   guard_.emplace(ioc_->get_executor());
   for (auto& l : listeners_) l->start();
+  tick_ = std::make_unique<asio::steady_timer>(*ioc_);
+  asio::co_spawn(*ioc_, housekeeping_loop(this), [this](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::get("proxy")->error("worker {} housekeeping failed: {}", id_, ex.what());
+    }
+  });
   thread_ = std::thread([this] {
     try {
       ioc_->run();
@@ -34,6 +45,16 @@ void Worker::start() {
       std::terminate();
     }
   });
+}
+
+awaitable<void> Worker::housekeeping_loop(Worker* self) {
+  while (!self->stopping_) {
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& l : self->listeners_) l->housekeeping(now);
+    self->tick_->expires_after(self->drain_.draining() ? Listener::kDrainTick : Listener::kDrainTick * 10);
+    error_code ec;
+    co_await self->tick_->async_wait(asio::redirect_error(use_awaitable, ec));
+  }
 }
 
 void Worker::post_stop_accepting() {
@@ -55,9 +76,12 @@ void Worker::post_ping() {
 void Worker::shutdown(std::chrono::milliseconds max_wait) {
   if (!thread_.joinable()) return;
   asio::post(*ioc_, [this] {
+    stopping_ = true;
+    if (tick_) tick_->cancel();
     for (auto& l : listeners_) {
       l->close_acceptor();
       l->force_close_all();
+      l->upstreams().clear();
     }
     guard_.reset();
   });

@@ -15,7 +15,7 @@ namespace drainproxy::proxy {
 // on the worker that accepted it, so sessions need neither strands nor locks.
 class Worker {
  public:
-  explicit Worker(unsigned id);
+  Worker(unsigned id, const drain::DrainDecision& drain);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -36,10 +36,15 @@ class Worker {
   }
 
  private:
+  static awaitable<void> housekeeping_loop(Worker* self);
+
   unsigned id_;
+  const drain::DrainDecision& drain_;
+  bool stopping_ = false;
   std::unique_ptr<asio::io_context> ioc_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<asio::steady_timer> tick_;
   std::thread thread_;
   std::atomic<std::chrono::steady_clock::rep> last_pong_;
 };

@@ -1,0 +1,677 @@
+#include "proxy/http_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "http/head_writer.hpp"
+#include "http/parser.hpp"
+#include "proxy/listener.hpp"
+#include "proxy/pump.hpp"
+#include "proxy/socket_options.hpp"
+
+namespace drainproxy::proxy {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kLingerTime = std::chrono::seconds(1);
+
+std::string_view status_text(unsigned status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+  }
+}
+
+void error_response(unsigned status, std::string_view reason, std::string& out) {
+  out.clear();
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += status_text(status);
+  out += "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ";
+  out += std::to_string(reason.size() + 1);
+  out += "\r\nConnection: close\r\nServer: drainproxy\r\n\r\n";
+  out += reason;
+  out += '\n';
+}
+
+// RFC 9110 §9.2.2: requests that may be sent again if the first attempt's fate is unknown.
+bool is_idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" || method == "PUT" ||
+         method == "DELETE";
+}
+
+void log_task_exception(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::get("proxy")->error("http session failed: {}", ex.what());
+  }
+}
+
+}  // namespace
+
+HttpSession::HttpSession(tcp::socket client, Listener& listener)
+    : client_(std::move(client)), upstream_(client_.get_executor()), timer_(client_.get_executor()), listener_(listener) {
+  error_code ec;
+  client_.set_option(tcp::no_delay(true), ec);
+  const auto peer = client_.remote_endpoint(ec);
+  if (!ec) client_ip_ = peer.address().to_string();
+}
+
+void HttpSession::start(std::shared_ptr<HttpSession> self) {
+  self->listener_.attach(*self);
+  // No buffer until the first byte arrives: a connected but silent client costs only its socket.
+  wait_readable(std::move(self));
+}
+
+void HttpSession::refuse_overload(tcp::socket& client) {
+  static constexpr std::string_view kResponse =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\n"
+      "Connection: close\r\nRetry-After: 1\r\n\r\nover --max-connections, try again later\n";
+  error_code ec;
+  client.non_blocking(true, ec);
+  client.write_some(asio::buffer(kResponse), ec);
+  client.shutdown(tcp::socket::shutdown_send, ec);
+  client.close(ec);
+}
+
+void HttpSession::wait_readable(std::shared_ptr<HttpSession> self) {
+  HttpSession& s = *self;
+  s.idle_since = Clock::now();
+  s.listener_.mark_idle(s);
+  s.client_.async_wait(tcp::socket::wait_read, [self = std::move(self)](const error_code& ec) mutable {
+    self->idle_hook.unlink();
+    if (ec || self->closed_) {
+      if (!self->closed_) self->end(CloseReason::Error);
+      self->finish();
+      return;
+    }
+    spawn_serve(std::move(self));
+  });
+}
+
+void HttpSession::spawn_serve(std::shared_ptr<HttpSession> self) {
+  auto ex = self->client_.get_executor();
+  auto task = serve(self);
+  asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
+    if (!e) return;
+    log_task_exception(e);
+    self->end(CloseReason::Error);
+    self->finish();
+  });
+}
+
+awaitable<void> HttpSession::serve(std::shared_ptr<HttpSession> self) {
+  if (!self->x_) self->x_ = self->listener_.exchanges().acquire();
+  for (;;) {
+    const Outcome how = co_await self->exchange();
+    if (how == Outcome::KeepAlive) {
+      if (!self->x_->in.empty()) continue;  // a pipelined request is already here
+      break;
+    }
+    if (how == Outcome::Close && !self->closed_) co_await self->linger_close();
+    self->end(self->reason_.value_or(CloseReason::Client));
+    self->finish();
+    co_return;
+  }
+  self->clear_deadline();
+  self->listener_.exchanges().release(std::move(self->x_));
+  wait_readable(std::move(self));
+}
+
+// One request and its response. Returns whether the client connection stays open.
+awaitable<HttpSession::Outcome> HttpSession::exchange() {
+  Exchange& x = *x_;
+  const Route& route = listener_.route();
+  ListenerStats& stats = listener_.stats();
+  request_open_ = false;
+  response_started_ = false;
+  fail_status_ = 0;
+
+  if (!co_await read_head()) {
+    if (fail_status_ != 0) co_return co_await reject(fail_status_, fail_reason_);
+    co_return Outcome::Abort;
+  }
+  request_open_ = true;
+  request_started_ = Clock::now();
+  stats.requests_started.add();
+
+  const http::RequestHead& req = x.req;
+  if (req.is_connect()) co_return co_await reject(405, "CONNECT is not supported by this proxy");
+  if (route.max_body_bytes != 0 && req.framing == http::Framing::ContentLength &&
+      req.content_length > route.max_body_bytes)
+    co_return co_await reject(413, "request body is larger than --max-body-bytes");
+
+  // What is needed after the head's bytes leave the buffer (the views die with them).
+  const bool client_keep_alive = req.keep_alive;
+  const unsigned client_minor = req.version_minor;
+  const bool websocket = req.upgrade_websocket;
+  x.req_kind = req.kind();
+  req_framing_ = req.framing;
+  const bool has_body = req_framing_ != http::Framing::None;
+  const bool replayable = !has_body && is_idempotent(req.method);
+  // The proxy answers 100-continue itself and streams the body on: the app may not
+  // implement the expectation, and waiting on it would stall the client.
+  const bool send_continue = req.expect_continue && has_body;
+
+  x.head.clear();
+  http::ForwardInfo fi;
+  fi.client_ip = client_ip_;
+  fi.keep_alive_upstream = true;
+  fi.strip_expect = send_continue;
+  http::write_request_head(req, fi, x.head);
+  x.in.consume(req.head_size);
+  body_left_ = req_framing_ == http::Framing::ContentLength ? req.content_length : 0;
+
+  if (send_continue) {
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!co_await write_client(asio::buffer(k100))) co_return Outcome::Abort;
+  }
+
+  // Upstream; a pooled connection that fails before answering is replaced once.
+  for (int attempt = 0;; ++attempt) {
+    bool reused = false;
+    if (!co_await acquire_upstream(reused)) co_return co_await reject(fail_status_, fail_reason_);
+    set_deadline(Deadline::Response, route.upstream_timeout);
+    const bool head_sent = co_await write_upstream(asio::buffer(x.head));
+    if (head_sent && !co_await relay_request_body()) {
+      if (fail_status_ != 0) co_return co_await reject(fail_status_, fail_reason_);
+      co_return Outcome::Abort;
+    }
+    if (head_sent && co_await read_response_head()) break;
+    if (fail_status_ == 0 && !closed_) fail_status_ = 502, fail_reason_ = "the app closed the connection without responding";
+    const bool stale = reused && !response_bytes_ && (!head_sent || replayable) && expired_ == Deadline::None;
+    release_upstream(false);
+    if (closed_) co_return Outcome::Abort;
+    if (attempt == 0 && stale) {
+      spdlog::get("proxy")->debug("listener={} retrying on a fresh app connection", route.name);
+      x.out.clear();
+      continue;
+    }
+    co_return co_await reject(fail_status_, fail_reason_);
+  }
+
+  http::ResponseHead& resp = x.resp;
+  if (resp.status == 101) {
+    if (!websocket) co_return co_await reject(502, "the app switched protocols without an upgrade request");
+    x.head.clear();
+    http::write_response_head(resp, http::ResponseForwardInfo{false, client_minor}, x.head);
+    x.out.consume(resp.head_size);
+    finish_request(101);
+    if (!co_await write_client(asio::buffer(x.head))) co_return Outcome::Abort;
+    co_await tunnel();
+    co_return Outcome::Abort;
+  }
+
+  // The client connection closes after this response if the client or the app asked
+  // for it, if the body is delimited by close, or if the pod is draining.
+  const bool close_client = !client_keep_alive || !resp.keep_alive || resp.framing == http::Framing::UntilClose ||
+                            listener_.drain().draining() || body_left_ != 0;
+  const unsigned status = resp.status;
+  x.head.clear();
+  http::write_response_head(resp, http::ResponseForwardInfo{close_client, client_minor}, x.head);
+  const http::Framing resp_framing = resp.framing;
+  const std::uint64_t resp_length = resp.content_length;
+  const bool upstream_keep_alive = resp.keep_alive;
+  x.out.consume(resp.head_size);
+
+  bool upstream_clean = false;
+  if (!co_await relay_response_body(resp_framing, resp_length, upstream_clean)) {
+    finish_request(0);
+    co_return Outcome::Abort;
+  }
+  finish_request(status);
+  release_upstream(upstream_clean && upstream_keep_alive && body_left_ == 0 && x.out.empty());
+  co_return close_client ? Outcome::Close : Outcome::KeepAlive;
+}
+
+awaitable<bool> HttpSession::read_head() {
+  Exchange& x = *x_;
+  const Route& route = listener_.route();
+  set_deadline(Deadline::Header, route.header_timeout);
+  http::Error err;
+  for (;;) {
+    x.req.clear();
+    const auto st = http::parse_request_head(x.in.view(), route.limits, x.req, err);
+    if (st == http::ParseStatus::Complete) co_return true;
+    if (st == http::ParseStatus::Error) {
+      fail_status_ = err.status;
+      fail_reason_ = err.reason;
+      co_return false;
+    }
+    if (x.in.full()) {
+      // A head larger than the pooled buffer: room up to the configured limit.
+      if (x.in.capacity() >= route.limits.max_head_bytes) {
+        fail_status_ = 431;
+        fail_reason_ = "request header section too large";
+        co_return false;
+      }
+      x.in.grow(route.limits.max_head_bytes);
+    }
+    error_code ec;
+    if (!co_await read_some(client_, x.in, ec)) {
+      if (expired_ == Deadline::Header) {
+        fail_status_ = 408;
+        fail_reason_ = "request header not complete within --header-timeout";
+      } else if (!x.in.empty() && ec == asio::error::eof) {
+        fail_status_ = 400;
+        fail_reason_ = "connection closed in the middle of a request header";
+      }
+      if (!reason_) reason_ = is_peer_gone(ec) || ec == asio::error::operation_aborted ? CloseReason::Client
+                                                                                    : CloseReason::Error;
+      co_return false;
+    }
+  }
+}
+
+awaitable<bool> HttpSession::acquire_upstream(bool& reused) {
+  const Route& route = listener_.route();
+  if (auto pooled = listener_.upstreams().take(Clock::now())) {
+    upstream_ = std::move(*pooled);
+    reused = true;
+    co_return true;
+  }
+  upstream_ = tcp::socket(client_.get_executor());
+  set_deadline(Deadline::Connect, route.connect_timeout);
+  error_code ec;
+  co_await upstream_.async_connect(route.upstream, asio::redirect_error(use_awaitable, ec));
+  if (!ec && expired_ == Deadline::None) {
+    upstream_.set_option(tcp::no_delay(true), ec);
+    co_return true;
+  }
+  listener_.stats().upstream_connect_errors.add();
+  if (ec == asio::error::connection_refused) listener_.upstream_refused();
+  if (expired_ == Deadline::Connect) {
+    fail_status_ = 504;
+    fail_reason_ = "connecting to the app timed out";
+  } else {
+    fail_status_ = 502;
+    fail_reason_ = ec == asio::error::connection_refused ? "the app refused the connection"
+                                                         : "cannot connect to the app";
+  }
+  error_code ignored;
+  upstream_.close(ignored);
+  co_return false;
+}
+
+awaitable<bool> HttpSession::relay_request_body() {
+  Exchange& x = *x_;
+  const Route& route = listener_.route();
+  switch (req_framing_) {
+    case http::Framing::None:
+      co_return true;
+    case http::Framing::ContentLength:
+      while (body_left_ > 0) {
+        if (x.in.empty()) {
+          error_code ec;
+          if (!co_await read_some(client_, x.in, ec)) {
+            if (!reason_) reason_ = CloseReason::Client;
+            co_return false;
+          }
+        }
+        const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(body_left_, x.in.size()));
+        if (!co_await write_upstream(asio::buffer(x.in.data(), take))) {
+          fail_status_ = 502;
+          fail_reason_ = "the app connection failed while sending the request body";
+          co_return false;
+        }
+        x.in.consume(take);
+        body_left_ -= take;
+      }
+      co_return true;
+    default: {  // chunked: forwarded unchanged, validated on the way
+      x.framer.reset();
+      for (;;) {
+        if (x.in.empty()) {
+          error_code ec;
+          if (!co_await read_some(client_, x.in, ec)) {
+            if (!reason_) reason_ = CloseReason::Client;
+            body_left_ = 1;  // the body did not end: the app connection can't be reused
+            co_return false;
+          }
+        }
+        const auto r = x.framer.feed(x.in.view());
+        if (r.consumed > 0 && !co_await write_upstream(asio::buffer(x.in.data(), r.consumed))) {
+          fail_status_ = 502;
+          fail_reason_ = "the app connection failed while sending the request body";
+          co_return false;
+        }
+        x.in.consume(r.consumed);
+        if (r.error) {
+          body_left_ = 1;
+          fail_status_ = 400;
+          fail_reason_ = r.reason;
+          co_return false;
+        }
+        if (route.max_body_bytes != 0 && x.framer.payload_bytes() > route.max_body_bytes) {
+          body_left_ = 1;
+          fail_status_ = 413;
+          fail_reason_ = "request body is larger than --max-body-bytes";
+          co_return false;
+        }
+        if (r.done) co_return true;
+      }
+    }
+  }
+}
+
+awaitable<bool> HttpSession::read_response_head() {
+  Exchange& x = *x_;
+  const Route& route = listener_.route();
+  response_bytes_ = false;
+  http::Error err;
+  for (;;) {
+    x.resp.clear();
+    const auto st = http::parse_response_head(x.out.view(), x.req_kind, route.limits, x.resp, err);
+    if (st == http::ParseStatus::Error) {
+      fail_status_ = 502;
+      fail_reason_ = err.reason;
+      co_return false;
+    }
+    if (st == http::ParseStatus::Complete) {
+      if (x.resp.status >= 200 || x.resp.status == 101) co_return true;
+      // An interim response (103 Early Hints, a 100 the app sent anyway): pass it on.
+      x.head.clear();
+      http::write_response_head(x.resp, http::ResponseForwardInfo{false, 1}, x.head);
+      x.out.consume(x.resp.head_size);
+      if (!co_await write_client(asio::buffer(x.head))) co_return false;
+      continue;
+    }
+    if (x.out.full()) {
+      fail_status_ = 502;
+      fail_reason_ = "response header from the app is too large";
+      co_return false;
+    }
+    error_code ec;
+    if (!co_await read_some(upstream_, x.out, ec)) {
+      if (expired_ == Deadline::Response) {
+        fail_status_ = 504;
+        fail_reason_ = "the app did not respond within --upstream-timeout";
+      } else {
+        fail_status_ = 502;
+        fail_reason_ = x.out.empty() ? "the app closed the connection without responding"
+                                     : "the app closed the connection in the middle of the response header";
+      }
+      co_return false;
+    }
+    response_bytes_ = true;
+  }
+}
+
+awaitable<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean) {
+  Exchange& x = *x_;
+  set_deadline(Deadline::Activity, listener_.route().idle_timeout);
+  // The head goes out with the first piece of body already buffered: one write for small responses.
+  asio::const_buffer head = asio::buffer(x.head);
+  if (framing == http::Framing::None) {
+    upstream_clean = true;
+    co_return co_await write_client(head);
+  }
+  if (framing == http::Framing::Chunked) x.framer.reset();
+  std::uint64_t left = length;
+  for (;;) {
+    std::size_t take = x.out.size();
+    bool done = false;
+    if (framing == http::Framing::ContentLength) {
+      take = static_cast<std::size_t>(std::min<std::uint64_t>(left, take));
+      left -= take;
+      done = left == 0;
+    } else if (framing == http::Framing::Chunked) {
+      const auto r = x.framer.feed(x.out.view());
+      if (r.error) {
+        spdlog::get("proxy")->debug("listener={} malformed chunked body from the app: {}", listener_.route().name,
+                                    r.reason);
+        if (!reason_) reason_ = CloseReason::Upstream;
+        co_return false;
+      }
+      take = r.consumed;
+      done = r.done;
+    }
+    if (take > 0 || head.size() > 0) {
+      if (!co_await write_client(head, asio::buffer(x.out.data(), take))) co_return false;
+      head = asio::const_buffer();
+      x.out.consume(take);
+    }
+    if (done) {
+      upstream_clean = true;
+      co_return true;
+    }
+    error_code ec;
+    if (!co_await read_some(upstream_, x.out, ec)) {
+      if (framing == http::Framing::UntilClose && ec == asio::error::eof) co_return true;
+      if (!reason_) reason_ = expired_ != Deadline::None ? CloseReason::IdleTimeout : CloseReason::Upstream;
+      co_return false;
+    }
+  }
+}
+
+awaitable<HttpSession::Outcome> HttpSession::reject(unsigned status, std::string_view reason) {
+  if (closed_) co_return Outcome::Abort;
+  ListenerStats& stats = listener_.stats();
+  if (!request_open_) {
+    request_open_ = true;
+    request_started_ = Clock::now();
+    stats.requests_started.add();
+  }
+  stats.rejected_with(reject_for_status(status));
+  release_upstream(false);
+  if (response_started_) {
+    // Part of a response already went out; nothing sane can follow it.
+    finish_request(0);
+    co_return Outcome::Abort;
+  }
+  spdlog::get("proxy")->debug("listener={} answering {}: {}", listener_.route().name, status, reason);
+  error_response(status, reason, x_->head);
+  set_deadline(Deadline::Linger, kLingerTime);
+  const bool sent = co_await write_client(asio::buffer(x_->head));
+  finish_request(sent ? status : 0);
+  if (!reason_) reason_ = status >= 500 ? CloseReason::Upstream : CloseReason::Error;
+  co_return sent ? Outcome::Close : Outcome::Abort;
+}
+
+awaitable<void> HttpSession::linger_close() {
+  // Closing with unread request bytes would send RST, which can destroy the response
+  // still in flight to the client. Shut down our side and read until the client closes.
+  error_code ec;
+  client_.shutdown(tcp::socket::shutdown_send, ec);
+  set_deadline(Deadline::Linger, kLingerTime);
+  std::array<char, 512> sink;
+  for (;;) {
+    co_await client_.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+    if (ec) break;
+  }
+  if (!reason_) reason_ = CloseReason::Client;
+}
+
+awaitable<void> HttpSession::tunnel() {
+  Exchange& x = *x_;
+  ListenerStats& stats = listener_.stats();
+  set_deadline(Deadline::Activity, listener_.route().idle_timeout);
+  // Bytes that arrived with the heads belong to the new protocol.
+  if (!x.in.empty()) {
+    if (!co_await write_upstream(asio::buffer(x.in.data(), x.in.size()))) co_return;
+    x.in.clear();
+  }
+  if (!x.out.empty()) {
+    if (!co_await write_client(asio::buffer(x.out.data(), x.out.size()))) co_return;
+    x.out.clear();
+  }
+  // Upstream -> client runs as its own coroutine; this one pumps client -> upstream
+  // and then waits for it, so the session ends when both directions have.
+  tunnel_done_ = std::make_unique<asio::steady_timer>(client_.get_executor(), Clock::time_point::max());
+  tunnel_pumps_ = 2;
+  auto self = shared_from_this();
+  asio::co_spawn(client_.get_executor(), tunnel_pump(self, false), [self](std::exception_ptr e) {
+    if (e) log_task_exception(e);
+    if (--self->tunnel_pumps_ == 0 || e) self->tunnel_done_->cancel();
+  });
+  co_await tunnel_pump(self, true);
+  --tunnel_pumps_;
+  while (tunnel_pumps_ > 0) {
+    error_code ec;
+    co_await tunnel_done_->async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  (void)stats;
+}
+
+awaitable<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client) {
+  Exchange& x = *self->x_;
+  ListenerStats& stats = self->listener_.stats();
+  error_code ec;
+  const PumpEnd how = co_await pump_bytes(from_client ? self->client_ : self->upstream_,
+                                          from_client ? self->upstream_ : self->client_,
+                                          from_client ? x.in.prepare() : x.out.prepare(),
+                                          from_client ? &stats.bytes_rx : nullptr,
+                                          from_client ? nullptr : &stats.bytes_tx, self->last_activity_, ec);
+  const CloseReason source = from_client ? CloseReason::Client : CloseReason::Upstream;
+  if (how == PumpEnd::SourceEof) {
+    if (!self->reason_) self->reason_ = source;
+    co_return;
+  }
+  if (!self->closed_) {
+    const CloseReason sink = from_client ? CloseReason::Upstream : CloseReason::Client;
+    self->reason_ = self->expired_ == Deadline::Activity ? CloseReason::IdleTimeout
+                    : is_peer_gone(ec)                 ? (how == PumpEnd::SourceError ? source : sink)
+                                                       : CloseReason::Error;
+    self->end(*self->reason_);
+  }
+}
+
+awaitable<bool> HttpSession::read_some(tcp::socket& s, ByteBuffer& b, error_code& ec) {
+  const auto space = b.prepare();
+  if (space.size() == 0) {
+    ec = asio::error::no_buffer_space;
+    co_return false;
+  }
+  const std::size_t n = co_await s.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return false;
+  b.commit(n);
+  last_activity_ = Clock::now();
+  if (&s == &client_) listener_.stats().bytes_rx.add(n);
+  co_return true;
+}
+
+awaitable<bool> HttpSession::write_client(asio::const_buffer a, asio::const_buffer b) {
+  const std::array<asio::const_buffer, 2> bufs{a, b};
+  error_code ec;
+  const std::size_t n = co_await asio::async_write(client_, bufs, asio::redirect_error(use_awaitable, ec));
+  listener_.stats().bytes_tx.add(n);
+  response_started_ = true;
+  if (ec) {
+    if (!reason_) reason_ = expired_ != Deadline::None ? CloseReason::IdleTimeout : CloseReason::Client;
+    co_return false;
+  }
+  last_activity_ = Clock::now();
+  co_return true;
+}
+
+awaitable<bool> HttpSession::write_upstream(asio::const_buffer a, asio::const_buffer b) {
+  const std::array<asio::const_buffer, 2> bufs{a, b};
+  error_code ec;
+  co_await asio::async_write(upstream_, bufs, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return false;
+  last_activity_ = Clock::now();
+  co_return true;
+}
+
+void HttpSession::set_deadline(Deadline what, Clock::duration in) {
+  deadline_ = what;
+  expired_ = Deadline::None;
+  deadline_at_ = Clock::now() + in;
+  last_activity_ = Clock::now();
+  // Moving a deadline later costs nothing: the timer wakes at the old time and re-arms.
+  if (!timer_armed_ || deadline_at_ < timer_at_) arm_timer(deadline_at_);
+}
+
+void HttpSession::arm_timer(Clock::time_point at) {
+  timer_at_ = at;
+  timer_armed_ = true;
+  timer_.expires_at(at);
+  timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
+    if (auto self = weak.lock()) self->on_timer(ec);
+  });
+}
+
+void HttpSession::on_timer(const error_code& ec) {
+  if (ec == asio::error::operation_aborted) return;
+  timer_armed_ = false;
+  if (closed_ || deadline_ == Deadline::None) return;
+  const auto now = Clock::now();
+  Clock::time_point due = deadline_at_;
+  if (deadline_ == Deadline::Activity) due = last_activity_ + listener_.route().idle_timeout;
+  if (now < due) {
+    arm_timer(due);
+    return;
+  }
+  // Cancelling the pending reads and writes lets the coroutine see which deadline hit.
+  expired_ = deadline_;
+  deadline_ = Deadline::None;
+  error_code ignored;
+  client_.cancel(ignored);
+  upstream_.cancel(ignored);
+}
+
+void HttpSession::finish_request(unsigned status) {
+  if (!request_open_) return;
+  request_open_ = false;
+  listener_.stats().request_done(status, Clock::now() - request_started_);
+}
+
+void HttpSession::release_upstream(bool reusable) {
+  if (!upstream_.is_open()) return;
+  if (reusable && !closed_ && !listener_.drain().draining()) {
+    listener_.upstreams().put(std::move(upstream_), Clock::now());
+    upstream_ = tcp::socket(client_.get_executor());
+    return;
+  }
+  error_code ignored;
+  upstream_.close(ignored);
+}
+
+void HttpSession::force_close() {
+  if (!reason_ || !closed_) reason_ = CloseReason::DrainForced;
+  end(CloseReason::DrainForced);
+}
+
+void HttpSession::close_idle(CloseReason why) {
+  reason_ = why;
+  end(why);
+}
+
+void HttpSession::end(CloseReason why) {
+  if (!reason_) reason_ = why;
+  if (closed_) return;
+  closed_ = true;
+  deadline_ = Deadline::None;
+  timer_.cancel();
+  error_code ignored;
+  client_.close(ignored);
+  upstream_.close(ignored);
+}
+
+void HttpSession::finish() {
+  if (finished_) return;
+  finished_ = true;
+  finish_request(0);
+  if (x_) listener_.exchanges().release(std::move(x_));
+  tunnel_done_.reset();
+  idle_hook.unlink();
+  unlink();
+  listener_.session_closed(reason_.value_or(CloseReason::Error));
+}
+
+}  // namespace drainproxy::proxy

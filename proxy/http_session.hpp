@@ -1,0 +1,93 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proxy/asio.hpp"
+#include "proxy/exchange.hpp"
+#include "proxy/session.hpp"
+#include "proxy/stats.hpp"
+
+namespace drainproxy::proxy {
+
+class Listener;
+
+// One HTTP/1.1 client connection: parses each request strictly, forwards it to the
+// app over a pooled keep-alive connection, streams both bodies through fixed
+// buffers, and decides per response whether the client connection stays open
+// (never while draining). Between requests it holds no buffers and no coroutine
+// frame: only the socket, waiting to become readable.
+class HttpSession final : public Session, public IdleConnection, public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(tcp::socket client, Listener& listener);
+  static void start(std::shared_ptr<HttpSession> self);
+  // Answers 503 and closes: the connection limit is reached.
+  static void refuse_overload(tcp::socket& client);
+
+  void force_close() override;
+  void close_idle(CloseReason why) override;
+
+ private:
+  enum class Deadline : std::uint8_t { None, Header, Connect, Response, Activity, Linger };
+  // How an exchange ended.
+  enum class Outcome : std::uint8_t { KeepAlive, Close, Abort };
+
+  static awaitable<void> serve(std::shared_ptr<HttpSession> self);
+  static void wait_readable(std::shared_ptr<HttpSession> self);
+  static void spawn_serve(std::shared_ptr<HttpSession> self);
+
+  awaitable<Outcome> exchange();
+  awaitable<bool> read_head();
+  awaitable<bool> acquire_upstream(bool& reused);
+  awaitable<bool> relay_request_body();
+  awaitable<bool> read_response_head();
+  awaitable<bool> relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean);
+  awaitable<Outcome> reject(unsigned status, std::string_view reason);
+  awaitable<void> linger_close();
+  awaitable<void> tunnel();
+  static awaitable<void> tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client);
+
+  awaitable<bool> read_some(tcp::socket& s, ByteBuffer& b, error_code& ec);
+  awaitable<bool> write_client(asio::const_buffer a, asio::const_buffer b = {});
+  awaitable<bool> write_upstream(asio::const_buffer a, asio::const_buffer b = {});
+
+  void set_deadline(Deadline what, std::chrono::steady_clock::duration in);
+  void clear_deadline() { deadline_ = Deadline::None; }
+  void arm_timer(std::chrono::steady_clock::time_point at);
+  void on_timer(const error_code& ec);
+  void finish_request(unsigned status);
+  void release_upstream(bool reusable);
+  void end(CloseReason why);
+  void finish();
+
+  tcp::socket client_;
+  tcp::socket upstream_;
+  asio::steady_timer timer_;
+  Listener& listener_;
+  std::unique_ptr<Exchange> x_;  // only while a request is in progress
+  std::unique_ptr<asio::steady_timer> tunnel_done_;  // only for an upgraded connection
+  std::string client_ip_;
+  std::string_view fail_reason_;  // static text
+  std::uint64_t body_left_ = 0;   // request body bytes not yet forwarded
+  std::chrono::steady_clock::time_point deadline_at_;
+  std::chrono::steady_clock::time_point timer_at_;
+  std::chrono::steady_clock::time_point request_started_;
+  std::chrono::steady_clock::time_point last_activity_;
+  std::optional<CloseReason> reason_;
+  http::Framing req_framing_ = http::Framing::None;
+  Deadline deadline_ = Deadline::None;
+  Deadline expired_ = Deadline::None;
+  bool timer_armed_ = false;
+  bool closed_ = false;
+  bool request_open_ = false;      // a request was counted and awaits its result
+  bool response_started_ = false;  // bytes of the response reached the client
+  bool response_bytes_ = false;    // the app sent bytes of a response
+  bool finished_ = false;
+  unsigned fail_status_ = 0;  // the status to answer when a step fails; 0: just close
+  int tunnel_pumps_ = 0;
+};
+
+}  // namespace drainproxy::proxy

@@ -1,0 +1,27 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+
+#include "proxy/asio.hpp"
+#include "proxy/stats.hpp"
+
+namespace drainproxy::proxy {
+
+enum class PumpEnd : std::uint8_t {
+  SourceEof,    // the source half-closed; the sink's write side was shut down to pass it on
+  SourceError,  // reading failed (reset, or the socket was closed under us)
+  SinkError,    // writing failed
+};
+
+// Copies bytes from one socket to another through `buf` until EOF or an error.
+// Shared by TCP sessions and HTTP upgrade tunnels. The sockets, counter and
+// activity stamp belong to the caller's session, which outlives this coroutine.
+awaitable<PumpEnd> pump_bytes(tcp::socket& from, tcp::socket& to, asio::mutable_buffer buf, Counter* read_bytes,
+                              Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
+                              error_code& ec);
+
+inline bool is_peer_gone(const error_code& ec) {
+  return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
+
+}  // namespace drainproxy::proxy
