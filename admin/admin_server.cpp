@@ -1,4 +1,5 @@
 #include "admin/admin_server.hpp"
+#include "proxy/task_error.hpp"
 
 #include <string_view>
 
@@ -17,14 +18,7 @@ namespace {
 constexpr std::size_t kMaxConnections = 128;
 constexpr auto kReadTimeout = std::chrono::seconds(10);
 
-void log_exception(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::get("admin")->error("admin server task failed: {}", ex.what());
-  }
-}
+void log_exception(std::exception_ptr e) { log_task_exception("admin", "admin server task", e); }
 
 }  // namespace
 

@@ -1,4 +1,5 @@
 #include "app/server.hpp"
+#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -76,11 +77,7 @@ int Server::run() {
   wait_for_signal();
   asio::co_spawn(ioc_, control_loop(this), [this](std::exception_ptr e) {
     if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log_->critical("control loop failed: {}", ex.what());
-    }
+    log_task_exception("main", "control loop", e);
     ioc_.stop();
   });
   ioc_.run();

@@ -1,4 +1,5 @@
 #include "health/health_checker.hpp"
+#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -23,14 +24,7 @@ void HealthChecker::start() {
     record({Outcome::Ok, "health checks disabled"});
     return;
   }
-  asio::co_spawn(ioc_, loop(this), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::get("health")->error("health check loop failed: {}", ex.what());
-    }
-  });
+  asio::co_spawn(ioc_, loop(this), [](std::exception_ptr e) { log_task_exception("health", "health check loop", e); });
 }
 
 void HealthChecker::stop() {

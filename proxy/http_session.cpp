@@ -1,4 +1,5 @@
 #include "proxy/http_session.hpp"
+#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -54,14 +55,6 @@ bool is_idempotent(std::string_view method) {
          method == "DELETE";
 }
 
-void log_task_exception(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::get("proxy")->error("http session failed: {}", ex.what());
-  }
-}
-
 }  // namespace
 
 HttpSession::HttpSession(tcp::socket client, Listener& listener)
@@ -109,7 +102,7 @@ void HttpSession::spawn_serve(std::shared_ptr<HttpSession> self) {
   auto task = serve(self);
   asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
     if (!e) return;
-    log_task_exception(e);
+    log_task_exception("proxy", "http session", e);
     self->end(CloseReason::Error);
     self->finish();
   });
@@ -174,6 +167,12 @@ awaitable<HttpSession::Outcome> HttpSession::exchange() {
   fi.keep_alive_upstream = true;
   fi.strip_expect = send_continue;
   http::write_request_head(req, fi, x.head);
+  if (client_minor == 0) {
+    // An HTTP/1.0 client can't decode chunked, so the app is asked as HTTP/1.0 and
+    // answers with a length or close-delimited body ("HTTP/1.1\r\n" -> "HTTP/1.0\r\n").
+    const auto eol = x.head.find("\r\n");
+    if (eol != std::string::npos && eol >= 1) x.head[eol - 1] = '0';
+  }
   x.in.consume(req.head_size);
   body_left_ = req_framing_ == http::Framing::ContentLength ? req.content_length : 0;
 
@@ -516,7 +515,7 @@ awaitable<void> HttpSession::tunnel() {
   tunnel_pumps_ = 2;
   auto self = shared_from_this();
   asio::co_spawn(client_.get_executor(), tunnel_pump(self, false), [self](std::exception_ptr e) {
-    if (e) log_task_exception(e);
+    if (e) log_task_exception("proxy", "http session", e);
     if (--self->tunnel_pumps_ == 0 || e) self->tunnel_done_->cancel();
   });
   co_await tunnel_pump(self, true);

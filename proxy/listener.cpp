@@ -1,4 +1,5 @@
 #include "proxy/listener.hpp"
+#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -19,15 +20,8 @@ Listener::Listener(tcp::acceptor acceptor, const Route& route, ConnectionLimiter
       upstreams_(route.upstream_keepalive, route.upstream_idle_timeout) {}
 
 void Listener::start() {
-  asio::co_spawn(acceptor_->get_executor(), accept_loop(this), [](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::get("proxy")->error("accept loop failed: {}", ex.what());
-      }
-    }
-  });
+  asio::co_spawn(acceptor_->get_executor(), accept_loop(this),
+                 [](std::exception_ptr e) { log_task_exception("proxy", "accept loop", e); });
 }
 
 awaitable<void> Listener::accept_loop(Listener* self) {

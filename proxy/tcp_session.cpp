@@ -1,4 +1,5 @@
 #include "proxy/tcp_session.hpp"
+#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -20,12 +21,7 @@ void TcpSession::spawn(std::shared_ptr<TcpSession> self, awaitable<void> task) {
   auto ex = self->client_.get_executor();
   asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
     if (e) {
-      // A bug, not a network event: log it and make sure the connection ends.
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::get("proxy")->error("tcp session task failed: {}", ex.what());
-      }
+      log_task_exception("proxy", "tcp session task", e);
       self->end(CloseReason::Error, true);
     }
     self->task_done();

@@ -1,4 +1,5 @@
 #include "proxy/worker.hpp"
+#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -29,14 +30,8 @@ void Worker::start() {
   guard_.emplace(ioc_->get_executor());
   for (auto& l : listeners_) l->start();
   tick_ = std::make_unique<asio::steady_timer>(*ioc_);
-  asio::co_spawn(*ioc_, housekeeping_loop(this), [this](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::get("proxy")->error("worker {} housekeeping failed: {}", id_, ex.what());
-    }
-  });
+  asio::co_spawn(*ioc_, housekeeping_loop(this),
+                 [](std::exception_ptr e) { log_task_exception("proxy", "worker housekeeping", e); });
   thread_ = std::thread([this] {
     try {
       ioc_->run();
