@@ -43,7 +43,7 @@ constexpr FlagSpec kFlags[] = {
     {"max-header-bytes", "SIZE", "request head size limit, else 431 (default 64KiB)"},
     {"max-body-bytes", "SIZE", "request body size limit, else 413 (default 0: unlimited)"},
     {"upstream-timeout", "DUR", "time for the app to start its response, else 504 (default 60s)"},
-    {"upstream-keepalive", "N", "idle keep-alive connections to the app kept per worker (default 32)"},
+    {"upstream-keepalive", "N", "idle keep-alive connections to the app kept per worker (default 256)"},
     {"upstream-idle-timeout", "DUR", "close a pooled app connection idle this long (default 4s)"},
     {"drain-idle-grace", "DUR", "when draining, leave a keep-alive connection idle for less than this (default 1s)"},
     {"drain-token", "TOKEN", "bearer token that allows /drain from non-loopback addresses"},

@@ -47,7 +47,7 @@ struct Config {
   std::size_t max_header_bytes = 64 * 1024;
   std::uint64_t max_body_bytes = 0;  // 0: unlimited
   Duration upstream_timeout{60000};  // request sent -> first response byte
-  std::size_t upstream_keepalive = 32;  // idle app connections kept per worker
+  std::size_t upstream_keepalive = 256;  // idle app connections kept per worker
   Duration upstream_idle_timeout{4000};
   Duration drain_idle_grace{1000};  // an idle keep-alive connection younger than this is left alone
 

@@ -23,7 +23,7 @@ struct Route {
   std::chrono::milliseconds upstream_timeout{60000};
   http::Limits limits;
   std::uint64_t max_body_bytes = 0;  // 0: unlimited
-  std::size_t upstream_keepalive = 32;
+  std::size_t upstream_keepalive = 256;
   std::chrono::milliseconds upstream_idle_timeout{4000};
   std::chrono::milliseconds drain_idle_grace{1000};
   // Idle keep-alive connections are closed over this window rather than all at once.

@@ -1,0 +1,817 @@
+#!/usr/bin/env python3
+"""drainproxy benchmark driver (called by bench/run.sh; stdlib only, matplotlib optional).
+
+Starts an nginx upstream app, drainproxy (http, tcp), HAProxy (http, tcp) and
+nginx (http proxy, stream proxy) in front of it, runs wrk scenarios with the
+systems interleaved over several rounds, then an idle-connection memory test,
+and writes results.json, a Markdown table (stdout + results.md) and chart.png.
+
+Configuration comes from the environment (run.sh sets the paths):
+  BENCH_TMP        temp folder for configs, logs, pids (required; removed by run.sh)
+  BENCH_RESULTS    results folder (required)
+  DRAINPROXY_BIN   drainproxy binary (required)
+  QUICK=1          smoke mode: 1 round, short runs, 1 worker, 1000 idle connections
+  ROUNDS, DURATION, BULK_DURATION, WORKERS ("1 2"), IDLE_CONNS, APP_WORKERS,
+  CONNS, THREADS, BULK_CONNS, SYSTEMS (space separated subset of system names),
+  DRAINPROXY_EXTRA_ARGS (extra drainproxy flags, for experiments)
+"""
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "wrk_report.lua")
+IDLE_HELPER = os.path.join(HERE, "idle_conns.py")
+HOST = "127.0.0.1"
+SMALL_BYTES = 1024
+BIG_BYTES = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXY_KINDS = ["drainproxy-http", "drainproxy-tcp", "haproxy-http", "haproxy-tcp",
+               "nginx-http", "nginx-tcp"]
+SCENARIOS = {
+    # name: (path, extra wrk args, connections key, duration key, unit)
+    "keepalive-small": ("/small", [], "CONNS", "DURATION", "req/s"),
+    "close-small": ("/small", ["-H", "Connection: close"], "CONNS", "DURATION", "req/s"),
+    "bulk-1MiB": ("/big", [], "BULK_CONNS", "BULK_DURATION", "MB/s"),
+}
+SCENARIO_TITLES = {
+    "keepalive-small": "(a) keep-alive, 1 KiB responses",
+    "close-small": "(b) new connection per request (Connection: close), 1 KiB responses",
+    "bulk-1MiB": "(c) keep-alive, 1 MiB responses",
+}
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- configuration
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    return int(v) if v.strip() else default
+
+
+def load_config():
+    quick = os.environ.get("QUICK", "0") not in ("", "0", "false", "no")
+    cfg = {
+        "quick": quick,
+        "tmp": os.environ["BENCH_TMP"],
+        "results": os.environ["BENCH_RESULTS"],
+        "drainproxy_bin": os.environ["DRAINPROXY_BIN"],
+        "ROUNDS": env_int("ROUNDS", 1 if quick else 3),
+        "DURATION": env_int("DURATION", 2 if quick else 5),
+        "BULK_DURATION": env_int("BULK_DURATION", 2 if quick else 5),
+        "WARMUP": env_int("WARMUP", 0 if quick else 1),
+        "CONNS": env_int("CONNS", 64),
+        "THREADS": env_int("THREADS", 2),
+        "BULK_CONNS": env_int("BULK_CONNS", 16),
+        "IDLE_CONNS": env_int("IDLE_CONNS", 1000 if quick else 5000),
+        "APP_WORKERS": env_int("APP_WORKERS", 1),
+        "WORKERS": [int(w) for w in os.environ.get("WORKERS", "1" if quick else "1 2").split()],
+    }
+    cfg["DRAINPROXY_EXTRA_ARGS"] = os.environ.get("DRAINPROXY_EXTRA_ARGS", "")
+    systems = os.environ.get("SYSTEMS", "").split()
+    cfg["SYSTEMS"] = systems or ["direct"] + PROXY_KINDS
+    for s in cfg["SYSTEMS"]:
+        if s != "direct" and s not in PROXY_KINDS:
+            raise BenchError("unknown system %r in SYSTEMS (known: direct %s)" % (s, " ".join(PROXY_KINDS)))
+    if cfg["ROUNDS"] < 1:
+        raise BenchError("ROUNDS must be >= 1")
+    # Each idle connection costs up to 2 fds in a TCP proxy (client + app side) and
+    # one in the app and one in the helper: keep well inside the fd limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = (min(soft, hard) - 2000) // 2
+    if cfg["IDLE_CONNS"] > cap:
+        log("WARNING: open-files limit %d allows only %d idle connections (asked %d)"
+            % (soft, cap, cfg["IDLE_CONNS"]))
+        cfg["IDLE_CONNS"] = max(cap, 100)
+    cfg["nofile"] = soft
+    return cfg
+
+
+# ---------------------------------------------------------------- /proc helpers
+
+def proc_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        return st[st.rindex(")") + 2] != "Z"
+    except (OSError, ValueError):
+        return False
+
+
+def proc_children(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return sorted(kids)
+
+
+def cpu_ticks(pids):
+    """utime+stime (clock ticks) summed over pids (all threads of each)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # fields 14,15 of stat(5)
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def system_busy_ticks():
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    vals = [int(x) for x in parts]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals[:8]) - idle
+
+
+def listen_queue(port):
+    """Pending (not yet accepted) connections on listening sockets of HOST:port."""
+    want = "0100007F:%04X" % port
+    total = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            if p[1] == want and p[3] == "0A":
+                total += int(p[4].split(":")[1], 16)
+    return total
+
+
+# ---------------------------------------------------------------- processes
+
+class Proc:
+    """A started server process; stopped by PID."""
+
+    def __init__(self, name, argv, tmp, stop_signals=(signal.SIGTERM,)):
+        self.name = name
+        self.argv = argv
+        self.logpath = os.path.join(tmp, "logs", name + ".log")
+        os.makedirs(os.path.dirname(self.logpath), exist_ok=True)
+        self.logf = open(self.logpath, "ab")
+        self.stop_signals = stop_signals
+        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.p.pid
+        with open(os.path.join(tmp, "pids"), "a") as f:
+            f.write("%d %s\n" % (self.pid, os.path.realpath(argv[0])))
+        self.tmp = tmp
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def pids(self):
+        """The PIDs whose CPU/RSS count: the process plus its children (nginx workers)."""
+        kids = proc_children(self.pid)
+        if kids:
+            with open(os.path.join(self.tmp, "pids"), "a") as f:
+                for k in kids:
+                    f.write("%d %s\n" % (k, os.path.realpath(self.argv[0])))
+        return [self.pid] + kids
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.logpath, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if not self.alive():
+            return
+        for sig in self.stop_signals:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            for pid in [self.pid] + proc_children(self.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.p.wait(timeout=5)
+        self.logf.close()
+
+
+class Ports:
+    def __init__(self):
+        self.used = set()
+
+    def get(self):
+        for _ in range(100):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+            s.close()
+            if port not in self.used:
+                self.used.add(port)
+                return port
+        raise BenchError("no free port")
+
+
+def wait_listen(proc, port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise BenchError("%s exited (code %s) before listening on %d; log:\n%s"
+                             % (proc.name, proc.p.returncode, port, proc.log_tail()))
+        try:
+            socket.create_connection((HOST, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError("%s: nothing listens on %s:%d after %.0fs; log:\n%s"
+                     % (proc.name if proc else "?", HOST, port, timeout, proc.log_tail() if proc else ""))
+
+
+def http_get(port, path, timeout=10.0):
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Host": "bench.local"})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def check_answers(name, port):
+    for path, size in (("/small", SMALL_BYTES), ("/big", BIG_BYTES)):
+        try:
+            status, body = http_get(port, path)
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError("%s on port %d does not answer GET %s: %s" % (name, port, path, e))
+        if status != 200 or len(body) != size:
+            raise BenchError("%s on port %d: GET %s gave status %d with %d bytes (want 200, %d bytes)"
+                             % (name, port, path, status, len(body), size))
+
+
+# ---------------------------------------------------------------- configs
+
+def nginx_common(d, workers, nofile):
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return (
+        "%sworker_processes %d;\nworker_rlimit_nofile %d;\ndaemon off;\nmaster_process on;\n"
+        "pid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
+        "events { worker_connections %d; use epoll; }\n"
+    ) % (user, workers, nofile, d, d, min(16000, nofile - 100))
+
+
+def nginx_http_temp(d):
+    return "".join("%s_temp_path %s/%s;\n" % (k, d, k)
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def start_nginx(name, d, conf, tmp):
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return Proc(name, ["nginx", "-p", d + "/", "-c", path, "-e", d + "/error.log"], tmp,
+                stop_signals=(signal.SIGTERM,))
+
+
+def start_app(cfg, port):
+    d = os.path.join(cfg["tmp"], "app")
+    os.makedirs(os.path.join(d, "www"), exist_ok=True)
+    with open(os.path.join(d, "www", "big"), "wb") as f:
+        f.write(os.urandom(BIG_BYTES))
+    body = "x" * (SMALL_BYTES - 1) + "\\n"  # nginx expands \n: 1024 bytes total
+    conf = nginx_common(d, cfg["APP_WORKERS"], cfg["nofile"]) + (
+        "http {\n" + nginx_http_temp(d) +
+        "  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n"
+        "  keepalive_requests 10000000;\n  keepalive_timeout 300s;\n  client_header_timeout 300s;\n"
+        "  default_type application/octet-stream;\n"
+        "  server {\n    listen %s:%d backlog=4096;\n"
+        "    location = /small { default_type text/plain; return 200 \"%s\"; }\n"
+        "    location = /big { root %s/www; }\n"
+        "    location = /nginx_status { stub_status; }\n"
+        "    location / { return 404; }\n  }\n}\n"
+    ) % (HOST, port, body, d)
+    return start_nginx("app-nginx", d, conf, cfg["tmp"])
+
+
+def start_proxy(cfg, kind, workers, port, app_port, tag, idle=False):
+    """Start one proxy instance; returns Proc."""
+    tmp = cfg["tmp"]
+    name = "%s-w%d-%s" % (kind, workers, tag)
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    if kind.startswith("drainproxy"):
+        mode = kind.split("-")[1]
+        admin = cfg["ports"].get()
+        argv = [cfg["drainproxy_bin"], "--mode", mode, "--listen", "%s:%d" % (HOST, port),
+                "--upstream", "%s:%d" % (HOST, app_port), "--admin", "%s:%d" % (HOST, admin),
+                "--health-check", "none", "--workers", str(workers), "--log-level", "warn"]
+        argv += os.environ.get("DRAINPROXY_EXTRA_ARGS", "").split()
+        if idle:
+            # Hold idle connections for the whole memory test (like the peers' 300s timeouts).
+            argv += ["--idle-timeout", "300s", "--header-timeout", "300s"]
+        # SIGINT twice = immediate exit (no propagation delay / drain wait at teardown).
+        return Proc(name, argv, tmp, stop_signals=(signal.SIGINT, signal.SIGINT))
+    if kind.startswith("haproxy"):
+        mode = kind.split("-")[1]
+        conf = (
+            "global\n  nbthread %d\n  maxconn %d\n\n"
+            "defaults\n  mode %s\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n"
+            "  timeout http-request 300s\n  timeout http-keep-alive 300s\n  timeout tunnel 300s\n"
+            % (workers, min(16000, (cfg["nofile"] - 200) // 2), mode))
+        if mode == "http":
+            conf += "  option http-keep-alive\n  option forwardfor\n  http-reuse always\n"
+        conf += ("\nfrontend fe\n  bind %s:%d\n  default_backend be\n\n"
+                 "backend be\n  server app %s:%d\n" % (HOST, port, HOST, app_port))
+        path = os.path.join(d, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(conf)
+        return Proc(name, ["haproxy", "-f", path, "-db"], tmp, stop_signals=(signal.SIGTERM,))
+    if kind == "nginx-http":
+        conf = nginx_common(d, workers, cfg["nofile"]) + (
+            "http {\n" + nginx_http_temp(d) +
+            "  access_log off;\n  tcp_nodelay on;\n"
+            "  keepalive_requests 10000000;\n  keepalive_timeout 300s;\n  client_header_timeout 300s;\n"
+            "  upstream app {\n    server %s:%d;\n    keepalive 64;\n"
+            "    keepalive_requests 10000000;\n    keepalive_timeout 300s;\n  }\n"
+            "  server {\n    listen %s:%d backlog=4096;\n"
+            "    location / {\n      proxy_pass http://app;\n      proxy_http_version 1.1;\n"
+            "      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n"
+            "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+            "      proxy_max_temp_file_size 0;\n    }\n  }\n}\n"
+        ) % (HOST, app_port, HOST, port)
+        return start_nginx(name, d, conf, tmp)
+    if kind == "nginx-tcp":
+        conf = ("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
+                + nginx_common(d, workers, cfg["nofile"]) +
+                "http {\n" + nginx_http_temp(d) + "}\n"
+                "stream {\n  upstream app { server %s:%d; }\n"
+                "  server {\n    listen %s:%d backlog=4096;\n    proxy_pass app;\n"
+                "    proxy_timeout 300s;\n    proxy_connect_timeout 5s;\n  }\n}\n"
+                ) % (HOST, app_port, HOST, port)
+        return start_nginx(name, d, conf, tmp)
+    raise BenchError("unknown proxy kind " + kind)
+
+
+# ---------------------------------------------------------------- wrk
+
+def app_accepts(app_port):
+    try:
+        _, body = http_get(app_port, "/nginx_status", timeout=5)
+        m = re.search(rb"\n\s*(\d+)\s+(\d+)\s+(\d+)", body)
+        return int(m.group(1)) if m else None
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def run_wrk(cfg, system, scenario, duration=None):
+    path, extra, conns_key, dur_key, unit = SCENARIOS[scenario]
+    duration = duration or cfg[dur_key]
+    conns = cfg[conns_key]
+    url = "http://%s:%d%s" % (HOST, system["port"], path)
+    argv = ["wrk", "-t", str(cfg["THREADS"]), "-c", str(conns), "-d", "%ds" % duration,
+            "--latency", "--timeout", "10s", "-s", LUA] + extra + [url]
+    for p in system["procs"]:
+        if not p.alive():
+            raise BenchError("%s died (code %s); log:\n%s" % (p.name, p.p.returncode, p.log_tail()))
+    proxy_pids = [pid for p in system["procs"] for pid in p.pids()]
+    app_pids = cfg["app"].pids()
+    acc0 = app_accepts(cfg["app_port"])
+    c0, a0, b0 = cpu_ticks(proxy_pids), cpu_ticks(app_pids), system_busy_ticks()
+    t0 = time.monotonic()
+    wp = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = wp.stdout.read().decode("utf-8", "replace")
+    _, status, ru = os.wait4(wp.pid, 0)
+    wp.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - t0
+    c1, a1, b1 = cpu_ticks(proxy_pids), cpu_ticks(app_pids), system_busy_ticks()
+    acc1 = app_accepts(cfg["app_port"])
+    m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
+    if wp.returncode != 0 or not m:
+        raise BenchError("wrk failed for %s %s (exit %s):\n%s" % (system["label"], scenario, wp.returncode, out))
+    r = json.loads(m.group(1))
+    secs = r["duration_us"] / 1e6
+    reqs = r["requests"]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
+    res = {
+        "system": system["kind"], "workers": system["workers"], "label": system["label"],
+        "scenario": scenario, "connections": conns, "threads": cfg["THREADS"],
+        "duration_s": secs, "requests": reqs, "bytes": r["bytes"],
+        "rps": reqs / secs if secs else 0.0,
+        "mbps": r["bytes"] / secs / 1e6 if secs else 0.0,
+        "p50_ms": r["p50_us"] / 1000.0, "p90_ms": r["p90_us"] / 1000.0,
+        "p99_ms": r["p99_us"] / 1000.0, "max_ms": r["max_us"] / 1000.0,
+        "errors": {k[4:]: r[k] for k in r if k.startswith("err_")},
+        "non2xx": int(non2xx.group(1)) if non2xx else r["err_status"],
+        "proxy_pids": proxy_pids,
+        "proxy_cpu_s": (c1 - c0) / CLK_TCK,
+        "proxy_cpu_us_per_req": (c1 - c0) / CLK_TCK * 1e6 / reqs if (reqs and proxy_pids) else None,
+        "app_cpu_us_per_req": (a1 - a0) / CLK_TCK * 1e6 / reqs if reqs else None,
+        "wrk_cpu_s": ru.ru_utime + ru.ru_stime,
+        "machine_busy_cpu_s": (b1 - b0) / CLK_TCK,
+        "wall_s": wall,
+        "loadavg": os.getloadavg(),
+        "app_conns_opened": (acc1 - acc0 - 1) if (acc0 is not None and acc1 is not None) else None,
+        "wrk_output": out,
+    }
+    # CPU used on the machine by anything but wrk, the app and the measured proxy
+    # (other jobs on the box): a drift/interference indicator.
+    res["other_cpu_s"] = max(0.0, res["machine_busy_cpu_s"] - res["proxy_cpu_s"]
+                             - (a1 - a0) / CLK_TCK - res["wrk_cpu_s"])
+    return res
+
+
+# ---------------------------------------------------------------- idle memory test
+
+def idle_test(cfg, kind, workers, variant):
+    ports = cfg["ports"]
+    port = ports.get()
+    proc = start_proxy(cfg, kind, workers, port, cfg["app_port"], "idle-" + variant, idle=True)
+    helper = None
+    try:
+        wait_listen(proc, port)
+        check_answers(proc.name, port)
+        time.sleep(0.5)
+        pids = proc.pids()
+        rss0 = rss_kib(pids)
+        n = cfg["IDLE_CONNS"]
+        helper = subprocess.Popen([sys.executable, IDLE_HELPER, HOST, str(port), str(n), variant],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = helper.stdout.readline().split()
+        if not line or line[0] != "OPENED":
+            raise BenchError("idle helper failed for %s: %r" % (proc.name, line))
+        opened, failed, open_s = int(line[1]), int(line[2]), float(line[3])
+        # Wait until the proxy has accepted everything (and, in TCP mode, the app has
+        # accepted the proxy's upstream connections), then until RSS stops growing.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if listen_queue(port) == 0 and listen_queue(cfg["app_port"]) == 0:
+                break
+            time.sleep(0.2)
+        prev = rss_kib(pids)
+        stable_deadline = time.monotonic() + 10
+        while time.monotonic() < stable_deadline:
+            time.sleep(0.5)
+            cur = rss_kib(pids)
+            if abs(cur - prev) <= max(64, prev // 200):
+                break
+            prev = cur
+        rss1 = rss_kib(proc.pids())
+        helper.stdin.write("check\n")
+        helper.stdin.flush()
+        alive_line = helper.stdout.readline().split()
+        alive = int(alive_line[1]) if alive_line and alive_line[0] == "ALIVE" else 0
+        helper.stdin.write("exit\n")
+        helper.stdin.flush()
+        helper.wait(timeout=30)
+        helper = None
+        still_running = proc.alive()
+        res = {
+            "system": kind, "workers": workers, "variant": variant, "label": "%s/w%d" % (kind, workers),
+            "requested": n, "opened": opened, "failed": failed, "alive": alive, "open_seconds": open_s,
+            "rss_start_kib": rss0, "rss_loaded_kib": rss1, "pids": pids,
+            "kib_per_conn": (rss1 - rss0) / alive if alive else None,
+            "proxy_survived": still_running,
+        }
+        return res
+    finally:
+        if helper is not None:
+            helper.kill()
+            helper.wait()
+        proc.stop()
+
+
+# ---------------------------------------------------------------- reporting
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(cfg, runs):
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["label"], r["scenario"]), []).append(r)
+    summary = []
+    for (label, scen), rs in groups.items():
+        unit = SCENARIOS[scen][4]
+        key = "mbps" if unit == "MB/s" else "rps"
+        errs = {}
+        for r in rs:
+            for k, v in r["errors"].items():
+                errs[k] = errs.get(k, 0) + v
+        summary.append({
+            "label": label, "system": rs[0]["system"], "workers": rs[0]["workers"], "scenario": scen,
+            "unit": unit, "rounds": len(rs), "value": med([r[key] for r in rs]),
+            "values": [r[key] for r in rs],
+            "p50_ms": med([r["p50_ms"] for r in rs]), "p99_ms": med([r["p99_ms"] for r in rs]),
+            "proxy_cpu_us_per_req": med([r["proxy_cpu_us_per_req"] for r in rs]),
+            "app_cpu_us_per_req": med([r["app_cpu_us_per_req"] for r in rs]),
+            "requests": sum(r["requests"] for r in rs),
+            "non2xx": sum(r["non2xx"] for r in rs),
+            "socket_errors": {k: v for k, v in errs.items() if k != "status"},
+            "app_conns_per_1k_req": med([1000.0 * r["app_conns_opened"] / r["requests"]
+                                         for r in rs if r["app_conns_opened"] is not None and r["requests"]]),
+            "other_cpu_pct": med([100.0 * r["other_cpu_s"] / r["wall_s"] for r in rs]),
+        })
+    by = {(s["label"], s["scenario"]): s for s in summary}
+    for s in summary:
+        d = by.get(("direct", s["scenario"]))
+        s["ratio_direct"] = s["value"] / d["value"] if d and d["value"] and s["value"] is not None else None
+        mode = s["system"].split("-")[-1] if s["system"] != "direct" else None
+        h = by.get(("haproxy-%s/w%d" % (mode, s["workers"]), s["scenario"])) if mode else None
+        s["ratio_haproxy"] = s["value"] / h["value"] if h and h["value"] and s["value"] is not None else None
+    order = {l: i for i, l in enumerate(cfg["labels"])}
+    summary.sort(key=lambda s: (list(SCENARIOS).index(s["scenario"]), order.get(s["label"], 99)))
+    return summary
+
+
+def fmt(v, spec="%.0f", none="–"):
+    return none if v is None else spec % v
+
+
+def markdown(cfg, summary, idle, meta):
+    out = []
+    out.append("## drainproxy benchmark (%s)\n" % ("QUICK smoke run" if cfg["quick"] else "full run"))
+    out.append("%s; %d round(s) interleaved; wrk -t%d -c%d (bulk -c%d), %ds per run (bulk %ds); "
+               "app: nginx %d worker(s). Values are medians over rounds; CPU µs/req = proxy utime+stime "
+               "(all its processes/threads) / requests.\n"
+               % (meta["machine"], cfg["ROUNDS"], cfg["THREADS"], cfg["CONNS"], cfg["BULK_CONNS"],
+                  cfg["DURATION"], cfg["BULK_DURATION"], cfg["APP_WORKERS"]))
+    for scen in SCENARIOS:
+        rows = [s for s in summary if s["scenario"] == scen]
+        if not rows:
+            continue
+        unit = SCENARIOS[scen][4]
+        out.append("### %s\n" % SCENARIO_TITLES[scen])
+        out.append("| system | workers | %s | × direct | × HAProxy | p50 ms | p99 ms | proxy CPU µs/req "
+                   "| app conns / 1k req | non-2xx | socket errors |" % unit)
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for s in rows:
+            sock = ", ".join("%s %d" % (k, v) for k, v in sorted(s["socket_errors"].items()) if v) or "0"
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+                s["system"], "–" if s["system"] == "direct" else s["workers"],
+                fmt(s["value"], "%.0f" if unit == "req/s" else "%.1f"),
+                fmt(s["ratio_direct"], "%.2f"), fmt(s["ratio_haproxy"], "%.2f"),
+                fmt(s["p50_ms"], "%.2f"), fmt(s["p99_ms"], "%.2f"),
+                fmt(s["proxy_cpu_us_per_req"], "%.1f"),
+                fmt(s["app_conns_per_1k_req"], "%.1f"), s["non2xx"], sock))
+        out.append("")
+    # Compact view: proxy CPU per request per scenario, and memory per idle connection.
+    labels = [l for l in cfg["labels"] if l != "direct"]
+    if labels:
+        scen = [sc for sc in SCENARIOS if any(s["scenario"] == sc for s in summary)]
+        out.append("### Proxy CPU µs per request (median) and KiB per idle connection\n")
+        out.append("| system | workers | " + " | ".join("CPU µs/req %s" % sc for sc in scen)
+                   + " | KiB/idle conn (connect) | KiB/idle conn (1 request) |")
+        out.append("|---|---:|" + "---:|" * (len(scen) + 2))
+        by = {(s["label"], s["scenario"]): s for s in summary}
+        iby = {(r["label"], r["variant"]): r for r in idle}
+        for l in labels:
+            sysname, w = l.rsplit("/w", 1)
+            cells = [fmt(by[(l, sc)]["proxy_cpu_us_per_req"], "%.1f") if (l, sc) in by else "–" for sc in scen]
+            cells += [fmt(iby[(l, v)]["kib_per_conn"], "%.2f") if (l, v) in iby else "–"
+                      for v in ("connect", "request")]
+            out.append("| %s | %s | %s |" % (sysname, w, " | ".join(cells)))
+        out.append("")
+    if idle:
+        out.append("### (d) idle connections: %d held per fresh proxy process (RSS = VmRSS, summed over "
+                   "the proxy's processes)\n" % cfg["IDLE_CONNS"])
+        out.append("| system | workers | variant | RSS at start MiB | RSS with conns MiB | KiB / idle conn "
+                   "| held alive / opened |")
+        out.append("|---|---:|---|---:|---:|---:|---:|")
+        for r in idle:
+            out.append("| %s | %d | %s | %.1f | %.1f | %s | %d / %d%s |" % (
+                r["system"], r["workers"],
+                "connect, send nothing" if r["variant"] == "connect" else "1 request, then idle",
+                r["rss_start_kib"] / 1024.0, r["rss_loaded_kib"] / 1024.0,
+                fmt(r["kib_per_conn"], "%.2f"), r["alive"], r["opened"],
+                "" if r["proxy_survived"] else " (proxy died!)"))
+        out.append("")
+    other = med([s["other_cpu_pct"] for s in summary])
+    if other is not None:
+        out.append("Other load on the machine during runs (CPU not used by wrk/app/proxy, median): %.0f%% "
+                   "of one core.\n" % other)
+    return "\n".join(out)
+
+
+def chart(cfg, summary, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not available: skipping the chart (install python3-matplotlib)")
+        return False
+    scen = [s for s in SCENARIOS if any(x["scenario"] == s for x in summary)]
+    fig, axes = plt.subplots(2, len(scen), figsize=(6 * len(scen), 9), squeeze=False)
+    for j, sc in enumerate(scen):
+        rows = [s for s in summary if s["scenario"] == sc and s["system"] != "direct"]
+        labels = [s["label"] for s in rows]
+        for i, (key, title) in enumerate((("ratio_direct", "× direct"), ("ratio_haproxy", "× HAProxy (same mode, workers)"))):
+            ax = axes[i][j]
+            vals = [s[key] or 0 for s in rows]
+            colors = ["#d62728" if l.startswith("drainproxy") else "#1f77b4" if l.startswith("haproxy")
+                      else "#2ca02c" for l in labels]
+            ax.barh(range(len(rows)), vals, color=colors)
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels(labels, fontsize=8)
+            ax.invert_yaxis()
+            ax.axvline(1.0, color="black", linewidth=0.8)
+            ax.set_title("%s %s\n%s" % (SCENARIO_TITLES[sc][:3], sc, title), fontsize=9)
+            for k, v in enumerate(vals):
+                ax.text(v, k, " %.2f" % v, va="center", fontsize=7)
+            ax.set_xlim(0, max(vals + [1.0]) * 1.2)
+    fig.suptitle("drainproxy benchmark: throughput ratio (median of rounds)%s" % (" [QUICK]" if cfg["quick"] else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+# ---------------------------------------------------------------- main
+
+def tool_version(argv):
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def main():
+    cfg = load_config()
+    os.makedirs(cfg["results"], exist_ok=True)
+    cfg["ports"] = Ports()
+    started = []
+    t_start = time.monotonic()
+    meta = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": "%s, %d cores, kernel %s" % (platform.node(), os.cpu_count(), platform.release()),
+        "versions": {
+            "drainproxy": tool_version([cfg["drainproxy_bin"], "--version"]),
+            "haproxy": tool_version(["haproxy", "-v"]),
+            "nginx": tool_version(["nginx", "-v"]),
+            "wrk": tool_version(["wrk", "-v"]),
+        },
+        "loadavg_start": os.getloadavg(),
+    }
+    try:
+        gitrev = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        meta["git_rev"] = gitrev
+    except OSError:
+        pass
+    runs, idle = [], []
+    try:
+        cfg["app_port"] = cfg["ports"].get()
+        app = start_app(cfg, cfg["app_port"])
+        started.append(app)
+        cfg["app"] = app
+        wait_listen(app, cfg["app_port"])
+        check_answers("app (nginx)", cfg["app_port"])
+        log("app nginx on %s:%d (pid %d)" % (HOST, cfg["app_port"], app.pid))
+
+        systems = []
+        if "direct" in cfg["SYSTEMS"]:
+            systems.append({"kind": "direct", "workers": 0, "label": "direct", "port": cfg["app_port"],
+                            "procs": []})
+        for w in cfg["WORKERS"]:
+            for kind in PROXY_KINDS:
+                if kind not in cfg["SYSTEMS"]:
+                    continue
+                port = cfg["ports"].get()
+                p = start_proxy(cfg, kind, w, port, cfg["app_port"], "load")
+                started.append(p)
+                systems.append({"kind": kind, "workers": w, "label": "%s/w%d" % (kind, w), "port": port,
+                                "procs": [p]})
+        for s in systems:
+            for p in s["procs"]:
+                wait_listen(p, s["port"])
+            check_answers(s["label"], s["port"])
+            log("%-20s answers on port %d (pids %s)" % (
+                s["label"], s["port"], ",".join(str(x) for p in s["procs"] for x in p.pids()) or "-"))
+        cfg["labels"] = [s["label"] for s in systems]
+
+        if cfg["WARMUP"]:
+            log("warm-up: %ds keep-alive run per system" % cfg["WARMUP"])
+            for s in systems:
+                run_wrk(cfg, s, "keepalive-small", duration=cfg["WARMUP"])
+
+        scen_names = list(SCENARIOS)
+        total = cfg["ROUNDS"] * len(scen_names) * len(systems)
+        k = 0
+        for rnd in range(cfg["ROUNDS"]):
+            for si, scen in enumerate(scen_names):
+                shift = (rnd * len(scen_names) + si) % len(systems)
+                order = systems[shift:] + systems[:shift]
+                for s in order:
+                    k += 1
+                    r = run_wrk(cfg, s, scen)
+                    r["round"] = rnd + 1
+                    runs.append(r)
+                    unit = SCENARIOS[scen][4]
+                    log("[%3d/%d] round %d %-15s %-20s %10.1f %s  p99 %.2f ms  proxy CPU %s µs/req%s" % (
+                        k, total, rnd + 1, scen, s["label"], r["mbps"] if unit == "MB/s" else r["rps"], unit,
+                        r["p99_ms"], fmt(r["proxy_cpu_us_per_req"], "%.1f"),
+                        "  ERRORS %s non2xx %d" % (r["errors"], r["non2xx"])
+                        if (r["non2xx"] or any(v for kk, v in r["errors"].items() if kk != "status")) else ""))
+        # Free the load instances before the memory test (fresh processes are used there).
+        for s in systems:
+            for p in s["procs"]:
+                p.stop()
+
+        for w in cfg["WORKERS"]:
+            for kind in PROXY_KINDS:
+                if kind not in cfg["SYSTEMS"]:
+                    continue
+                for variant in ("connect", "request"):
+                    r = idle_test(cfg, kind, w, variant)
+                    idle.append(r)
+                    log("idle %-20s %-8s start %.1f MiB, %d/%d alive, %s KiB/conn" % (
+                        r["label"], variant, r["rss_start_kib"] / 1024.0, r["alive"], r["opened"],
+                        fmt(r["kib_per_conn"], "%.2f")))
+    finally:
+        for p in reversed(started):
+            try:
+                p.stop()
+            except Exception as e:  # keep stopping the others
+                log("stopping %s: %s" % (p.name, e))
+
+    summary = summarize(cfg, runs)
+    meta["elapsed_s"] = time.monotonic() - t_start
+    meta["loadavg_end"] = os.getloadavg()
+    public_cfg = {k: v for k, v in cfg.items() if k not in ("ports", "app", "tmp")}
+    doc = {"meta": meta, "config": public_cfg, "summary": summary, "idle": idle, "runs": runs}
+    with open(os.path.join(cfg["results"], "results.json"), "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+    md = markdown(cfg, summary, idle, meta)
+    with open(os.path.join(cfg["results"], "results.md"), "w") as f:
+        f.write(md + "\n")
+    print(md)
+    png = os.path.join(cfg["results"], "chart.png")
+    if chart(cfg, summary, png):
+        log("chart: %s" % png)
+    log("results: %s (%.0fs)" % (os.path.join(cfg["results"], "results.json"), meta["elapsed_s"]))
+
+    problems = [s for s in summary if s["non2xx"] or any(s["socket_errors"].values())]
+    problems += [r for r in idle if not r["proxy_survived"] or r["alive"] < r["opened"] or r["failed"]]
+    if problems:
+        log("NOTE: errors/non-2xx or dropped idle connections were seen for: %s"
+            % ", ".join(sorted({"%s %s" % (p["label"], p.get("scenario", p.get("variant"))) for p in problems})))
+
+
+def _on_term(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        main()
+    except BenchError as e:
+        log("FAILED: %s" % e)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
