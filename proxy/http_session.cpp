@@ -511,6 +511,9 @@ awaitable<void> HttpSession::tunnel() {
   }
   // Upstream -> client runs as its own coroutine; this one pumps client -> upstream
   // and then waits for it, so the session ends when both directions have.
+  error_code nb;
+  client_.non_blocking(true, nb);
+  upstream_.non_blocking(true, nb);
   tunnel_done_ = std::make_unique<asio::steady_timer>(client_.get_executor(), Clock::time_point::max());
   tunnel_pumps_ = 2;
   auto self = shared_from_this();
@@ -528,12 +531,10 @@ awaitable<void> HttpSession::tunnel() {
 }
 
 awaitable<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client) {
-  Exchange& x = *self->x_;
   ListenerStats& stats = self->listener_.stats();
   error_code ec;
   const PumpEnd how = co_await pump_bytes(from_client ? self->client_ : self->upstream_,
-                                          from_client ? self->upstream_ : self->client_,
-                                          from_client ? x.in.prepare() : x.out.prepare(),
+                                          from_client ? self->upstream_ : self->client_, self->listener_.buffers(),
                                           from_client ? &stats.bytes_rx : nullptr,
                                           from_client ? nullptr : &stats.bytes_tx, self->last_activity_, ec);
   const CloseReason source = from_client ? CloseReason::Client : CloseReason::Upstream;

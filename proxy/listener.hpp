@@ -4,6 +4,7 @@
 
 #include "drain/drain_decision.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/buffer_pool.hpp"
 #include "proxy/connection_limiter.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/route.hpp"
@@ -48,6 +49,7 @@ class Listener {
   ListenerStats& stats() { return stats_; }
   const drain::DrainDecision& drain() const { return drain_; }
   ExchangePool& exchanges() { return exchanges_; }
+  BufferPool& buffers() { return buffers_; }
   UpstreamPool& upstreams() { return upstreams_; }
   void attach(Session& s) { sessions_.push_back(s); }
   void mark_idle(IdleConnection& c) { idle_.push_back(c); }
@@ -70,6 +72,7 @@ class Listener {
   SessionList sessions_;
   IdleList idle_;
   ExchangePool exchanges_;
+  BufferPool buffers_;
   UpstreamPool upstreams_;
   bool closing_idle_ = false;
   std::size_t idle_closes_per_tick_ = 1;

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "proxy/asio.hpp"
+#include "proxy/buffer_pool.hpp"
 #include "proxy/stats.hpp"
 
 namespace drainproxy::proxy {
@@ -13,10 +14,12 @@ enum class PumpEnd : std::uint8_t {
   SinkError,    // writing failed
 };
 
-// Copies bytes from one socket to another through `buf` until EOF or an error.
-// Shared by TCP sessions and HTTP upgrade tunnels. The sockets, counter and
-// activity stamp belong to the caller's session, which outlives this coroutine.
-awaitable<PumpEnd> pump_bytes(tcp::socket& from, tcp::socket& to, asio::mutable_buffer buf, Counter* read_bytes,
+// Copies bytes from one socket to another until EOF or an error. Shared by TCP
+// sessions and HTTP upgrade tunnels. A buffer is borrowed from `pool` only while
+// data is moving: reads are tried without blocking, and an empty socket is waited
+// on without a buffer. `from` must be in non-blocking mode. The sockets, pool,
+// counters and activity stamp belong to the caller, which outlives this coroutine.
+awaitable<PumpEnd> pump_bytes(tcp::socket& from, tcp::socket& to, BufferPool& pool, Counter* read_bytes,
                               Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
                               error_code& ec);
 

@@ -61,6 +61,8 @@ awaitable<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
   }
   self->client_.set_option(tcp::no_delay(true), ec);
   self->upstream_.set_option(tcp::no_delay(true), ec);
+  self->client_.non_blocking(true, ec);
+  self->upstream_.non_blocking(true, ec);
   self->touch();
   self->open_pumps_ = 2;
   spawn(self, pump(self, Side::Client));
@@ -76,7 +78,7 @@ awaitable<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_sid
   error_code ec;
   const PumpEnd how = co_await pump_bytes(
       from_client ? self->client_ : self->upstream_, from_client ? self->upstream_ : self->client_,
-      asio::buffer(from_client ? self->to_upstream_ : self->to_client_), from_client ? &stats.bytes_rx : nullptr,
+      self->listener_.buffers(), from_client ? &stats.bytes_rx : nullptr,
       from_client ? nullptr : &stats.bytes_tx, self->last_activity_, ec);
   switch (how) {
     case PumpEnd::SourceEof:

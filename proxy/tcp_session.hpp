@@ -14,11 +14,10 @@ namespace drainproxy::proxy {
 class Listener;
 
 // A byte-stream tunnel: client <-> upstream, one pump per direction, half-close
-// passed through, an idle watchdog. Lives on one worker thread.
+// passed through, an idle watchdog. Lives on one worker thread and borrows relay
+// buffers only while bytes move, so an idle connection costs a few hundred bytes.
 class TcpSession final : public Session, public std::enable_shared_from_this<TcpSession> {
  public:
-  static constexpr std::size_t kBufferSize = 16 * 1024;
-
   TcpSession(tcp::socket client, Listener& listener);
   static void start(std::shared_ptr<TcpSession> self);
   void force_close() override;
@@ -46,8 +45,6 @@ class TcpSession final : public Session, public std::enable_shared_from_this<Tcp
   int open_pumps_ = 0;  // directions not yet finished
   bool closed_ = false;
   bool connect_timed_out_ = false;
-  std::array<char, kBufferSize> to_upstream_;
-  std::array<char, kBufferSize> to_client_;
 };
 
 }  // namespace drainproxy::proxy
