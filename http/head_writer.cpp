@@ -1,5 +1,7 @@
 #include "http/head_writer.hpp"
 
+#include <charconv>
+
 #include "http/syntax.hpp"
 
 namespace drainproxy::http {
@@ -33,6 +35,13 @@ bool named_in_connection(const std::vector<Field>& fields, std::string_view name
   return false;
 }
 
+void append_content_length(std::string& out, std::string_view name, std::uint64_t length) {
+  char digits[20];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, length);
+  (void)ec;
+  append_field(out, name, std::string_view(digits, static_cast<std::size_t>(end - digits)));
+}
+
 void append_status_code(std::string& out, unsigned status) {
   const char digits[3] = {static_cast<char>('0' + status / 100 % 10), static_cast<char>('0' + status / 10 % 10),
                           static_cast<char>('0' + status % 10)};
@@ -60,8 +69,15 @@ void write_request_head(const RequestHead& h, const ForwardInfo& fi, std::string
 
   bool has_forwarded_host = false;
   bool has_host = false;
+  bool length_written = false;
   for (const Field& f : h.fields) {
     if (is_hop_by_hop(f.name, h.fields, h.upgrade_websocket)) continue;
+    if (iequals(f.name, kContentLength)) {
+      // "3, 3" or repeated identical fields reach the app as one value (RFC 9110 §8.6).
+      if (!length_written) append_content_length(out, f.name, h.content_length);
+      length_written = true;
+      continue;
+    }
     if (iequals(f.name, kXForwardedFor) || iequals(f.name, kXForwardedProto)) continue;  // rewritten below
     if (fi.strip_expect && iequals(f.name, kExpect)) continue;
     if (iequals(f.name, kHost)) {  // the parser guarantees at most one
@@ -113,8 +129,14 @@ void write_response_head(const ResponseHead& h, const ResponseForwardInfo& fi, s
   out += ' ';
   out += h.reason;
   out += kCrlf;
+  bool length_written = false;
   for (const Field& f : h.fields) {
     if (is_hop_by_hop(f.name, h.fields, h.upgrade)) continue;
+    if (h.framing == Framing::ContentLength && iequals(f.name, kContentLength)) {
+      if (!length_written) append_content_length(out, f.name, h.content_length);
+      length_written = true;
+      continue;
+    }
     append_field(out, f.name, f.value);
   }
   if (h.upgrade) {

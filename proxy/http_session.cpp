@@ -72,9 +72,11 @@ void HttpSession::start(std::shared_ptr<HttpSession> self) {
 }
 
 void HttpSession::refuse_overload(tcp::socket& client) {
-  static constexpr std::string_view kResponse =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 39\r\n"
-      "Connection: close\r\nRetry-After: 1\r\n\r\nover --max-connections, try again later\n";
+  static const std::string kResponse = [] {
+    std::string r;
+    error_response(503, "over --max-connections, try again later", r);
+    return r;
+  }();
   error_code ec;
   client.non_blocking(true, ec);
   client.write_some(asio::buffer(kResponse), ec);
@@ -185,12 +187,15 @@ awaitable<HttpSession::Outcome> HttpSession::exchange() {
   for (int attempt = 0;; ++attempt) {
     bool reused = false;
     if (!co_await acquire_upstream(reused)) co_return co_await reject(fail_status_, fail_reason_);
-    set_deadline(Deadline::Response, route.upstream_timeout);
+    // Sending may take as long as the client takes to upload: only stalls count.
+    set_deadline(Deadline::Activity, route.idle_timeout);
     const bool head_sent = co_await write_upstream(asio::buffer(x.head));
     if (head_sent && !co_await relay_request_body()) {
       if (fail_status_ != 0) co_return co_await reject(fail_status_, fail_reason_);
       co_return Outcome::Abort;
     }
+    // --upstream-timeout runs from the end of the request to the start of the response.
+    if (head_sent) set_deadline(Deadline::Response, route.upstream_timeout);
     if (head_sent && co_await read_response_head()) break;
     if (fail_status_ == 0 && !closed_) fail_status_ = 502, fail_reason_ = "the app closed the connection without responding";
     const bool stale = reused && !response_bytes_ && (!head_sent || replayable) && expired_ == Deadline::None;
@@ -344,6 +349,13 @@ awaitable<bool> HttpSession::relay_request_body() {
           }
         }
         const auto r = x.framer.feed(x.in.view());
+        // Checked before forwarding: the app must never see a complete over-limit body.
+        if (route.max_body_bytes != 0 && x.framer.payload_bytes() > route.max_body_bytes) {
+          body_left_ = 1;
+          fail_status_ = 413;
+          fail_reason_ = "request body is larger than --max-body-bytes";
+          co_return false;
+        }
         if (r.consumed > 0 && !co_await write_upstream(asio::buffer(x.in.data(), r.consumed))) {
           fail_status_ = 502;
           fail_reason_ = "the app connection failed while sending the request body";
@@ -354,12 +366,6 @@ awaitable<bool> HttpSession::relay_request_body() {
           body_left_ = 1;
           fail_status_ = 400;
           fail_reason_ = r.reason;
-          co_return false;
-        }
-        if (route.max_body_bytes != 0 && x.framer.payload_bytes() > route.max_body_bytes) {
-          body_left_ = 1;
-          fail_status_ = 413;
-          fail_reason_ = "request body is larger than --max-body-bytes";
           co_return false;
         }
         if (r.done) co_return true;

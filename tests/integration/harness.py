@@ -355,11 +355,15 @@ class Drainproxy:
 
     Always passes --workers 2, --listen 127.0.0.1:<free> and
     --admin 127.0.0.1:<free> unless the caller passes them explicitly.
+    `mode` ("tcp" by default, "http", or None for the binary's own default)
+    becomes --mode unless --mode is among the flags.
     """
 
     def __init__(self, upstream_port, *flags, env=None, workers=2, listen_port=None,
-                 admin_port=None, start=True, wait_started=True, start_timeout=10.0):
+                 admin_port=None, start=True, wait_started=True, start_timeout=10.0,
+                 mode="tcp"):
         self.upstream_port = upstream_port
+        self.mode = mode
         self.listen_port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self.listen_addr = "%s:%d" % (LOOPBACK, self.listen_port)
@@ -385,8 +389,8 @@ class Drainproxy:
             args += ["--upstream", "%s:%d" % (LOOPBACK, self.upstream_port)]
         if "--workers" not in given:
             args += ["--workers", str(self.workers)]
-        if "--mode" not in given:
-            args += ["--mode", "tcp"]
+        if "--mode" not in given and self.mode is not None:
+            args += ["--mode", self.mode]
         return args + self.flags
 
     def start(self, wait_started=True, timeout=10.0):
@@ -820,12 +824,18 @@ class IntegrationTest(unittest.TestCase):
         dp = Drainproxy(upstream_port, *flags, start=False, **{k: v for k, v in kw.items()
                                                               if k in ("env", "workers",
                                                                        "listen_port",
-                                                                       "admin_port")})
+                                                                       "admin_port",
+                                                                       "mode")})
         self._proxies.append(dp)
         self.addCleanup(lambda: dp.close(dump_logs=self._failed()))
         dp.start(wait_started=kw.get("wait_started", True),
                  timeout=kw.get("start_timeout", 10.0))
         return dp
+
+    def start_http_proxy(self, upstream_port, *flags, **kw):
+        """start_proxy() in HTTP mode (--mode http)."""
+        kw.setdefault("mode", "http")
+        return self.start_proxy(upstream_port, *flags, **kw)
 
     def start_echo(self, port=0):
         srv = EchoServer(port=port)
