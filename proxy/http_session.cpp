@@ -58,7 +58,7 @@ bool is_idempotent(std::string_view method) {
 }  // namespace
 
 HttpSession::HttpSession(tcp::socket client, Listener& listener)
-    : client_(std::move(client)), upstream_(client_.get_executor()), timer_(client_.get_executor()), listener_(listener) {
+    : client_(std::move(client)), upstream_(client_.get_executor()), listener_(listener) {
   error_code ec;
   client_.set_option(tcp::no_delay(true), ec);
   const auto peer = client_.remote_endpoint(ec);
@@ -100,6 +100,7 @@ void HttpSession::wait_readable(std::shared_ptr<HttpSession> self) {
 }
 
 void HttpSession::spawn_serve(std::shared_ptr<HttpSession> self) {
+  self->listener_.mark_busy(*self);
   auto ex = self->client_.get_executor();
   auto task = serve(self);
   asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
@@ -597,32 +598,15 @@ awaitable<bool> HttpSession::write_upstream(asio::const_buffer a, asio::const_bu
 void HttpSession::set_deadline(Deadline what, Clock::duration in) {
   deadline_ = what;
   expired_ = Deadline::None;
-  deadline_at_ = Clock::now() + in;
   last_activity_ = Clock::now();
-  // Moving a deadline later costs nothing: the timer wakes at the old time and re-arms.
-  if (!timer_armed_ || deadline_at_ < timer_at_) arm_timer(deadline_at_);
+  deadline_at_ = last_activity_ + in;
 }
 
-void HttpSession::arm_timer(Clock::time_point at) {
-  timer_at_ = at;
-  timer_armed_ = true;
-  timer_.expires_at(at);
-  timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
-    if (auto self = weak.lock()) self->on_timer(ec);
-  });
-}
-
-void HttpSession::on_timer(const error_code& ec) {
-  if (ec == asio::error::operation_aborted) return;
-  timer_armed_ = false;
+void HttpSession::check_deadline(Clock::time_point now) {
   if (closed_ || deadline_ == Deadline::None) return;
-  const auto now = Clock::now();
-  Clock::time_point due = deadline_at_;
-  if (deadline_ == Deadline::Activity) due = last_activity_ + listener_.route().idle_timeout;
-  if (now < due) {
-    arm_timer(due);
-    return;
-  }
+  const Clock::time_point due =
+      deadline_ == Deadline::Activity ? last_activity_ + listener_.route().idle_timeout : deadline_at_;
+  if (now < due) return;
   // Cancelling the pending reads and writes lets the coroutine see which deadline hit.
   expired_ = deadline_;
   deadline_ = Deadline::None;
@@ -663,7 +647,6 @@ void HttpSession::end(CloseReason why) {
   if (closed_) return;
   closed_ = true;
   deadline_ = Deadline::None;
-  timer_.cancel();
   error_code ignored;
   client_.close(ignored);
   upstream_.close(ignored);

@@ -29,6 +29,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
 
   void force_close() override;
   void close_idle(CloseReason why) override;
+  void check_deadline(std::chrono::steady_clock::time_point now) override;
 
  private:
   enum class Deadline : std::uint8_t { None, Header, Connect, Response, Activity, Linger };
@@ -56,8 +57,6 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
 
   void set_deadline(Deadline what, std::chrono::steady_clock::duration in);
   void clear_deadline() { deadline_ = Deadline::None; }
-  void arm_timer(std::chrono::steady_clock::time_point at);
-  void on_timer(const error_code& ec);
   void finish_request(unsigned status);
   void release_upstream(bool reusable);
   void end(CloseReason why);
@@ -65,7 +64,6 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
 
   tcp::socket client_;
   tcp::socket upstream_;
-  asio::steady_timer timer_;
   Listener& listener_;
   std::unique_ptr<Exchange> x_;  // only while a request is in progress
   std::unique_ptr<asio::steady_timer> tunnel_done_;  // only for an upgraded connection
@@ -73,14 +71,12 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   std::string_view fail_reason_;  // static text
   std::uint64_t body_left_ = 0;   // request body bytes not yet forwarded
   std::chrono::steady_clock::time_point deadline_at_;
-  std::chrono::steady_clock::time_point timer_at_;
   std::chrono::steady_clock::time_point request_started_;
   std::chrono::steady_clock::time_point last_activity_;
   std::optional<CloseReason> reason_;
   http::Framing req_framing_ = http::Framing::None;
   Deadline deadline_ = Deadline::None;
   Deadline expired_ = Deadline::None;
-  bool timer_armed_ = false;
   bool closed_ = false;
   bool request_open_ = false;      // a request was counted and awaits its result
   bool response_started_ = false;  // bytes of the response reached the client

@@ -103,6 +103,9 @@ void Listener::housekeeping(std::chrono::steady_clock::time_point now) {
       c.close_idle(CloseReason::DrainIdle);
     }
   }
+  // check_deadline() only cancels socket operations; the sessions move between
+  // lists later, from their own coroutines, so this walk is safe.
+  for (auto& c : busy_) c.check_deadline(now);
   upstreams_.expire(now);
 }
 

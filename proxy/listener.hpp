@@ -19,7 +19,8 @@ namespace drainproxy::proxy {
 // worker's thread.
 class Listener {
  public:
-  // How often housekeeping() runs while draining (and 10x less often otherwise).
+  // How often housekeeping() runs while draining (and 10x less often otherwise);
+  // HTTP timeouts are checked at this granularity.
   static constexpr std::chrono::milliseconds kDrainTick{20};
 
   using RefusedCallback = std::function<void()>;
@@ -52,7 +53,14 @@ class Listener {
   BufferPool& buffers() { return buffers_; }
   UpstreamPool& upstreams() { return upstreams_; }
   void attach(Session& s) { sessions_.push_back(s); }
-  void mark_idle(IdleConnection& c) { idle_.push_back(c); }
+  void mark_idle(IdleConnection& c) {
+    c.idle_hook.unlink();
+    idle_.push_back(c);
+  }
+  void mark_busy(IdleConnection& c) {
+    c.idle_hook.unlink();
+    busy_.push_back(c);
+  }
   void session_closed(CloseReason why);
   void upstream_refused() const {
     if (on_upstream_refused_) on_upstream_refused_();
@@ -71,6 +79,7 @@ class Listener {
   RefusedCallback on_upstream_refused_;
   SessionList sessions_;
   IdleList idle_;
+  IdleList busy_;
   ExchangePool exchanges_;
   BufferPool buffers_;
   UpstreamPool upstreams_;

@@ -20,14 +20,17 @@ class Session : public AutoUnlinkHook {
 
 using SessionList = boost::intrusive::list<Session, boost::intrusive::constant_time_size<false>>;
 
-// A keep-alive connection waiting for its next request. The listener keeps these in
-// the order they went idle, so idle timeouts and drain closes walk from the front.
+// An HTTP connection as the listener's sweeps see it. While it waits for its next
+// request it sits in the idle list, in the order connections went idle, so idle
+// timeouts and drain closes walk from the front. While it works on a request it
+// sits in the busy list, whose deadlines the sweep checks: no per-request timer.
 class IdleConnection {
  public:
   virtual ~IdleConnection() = default;
   virtual void close_idle(CloseReason why) = 0;
+  virtual void check_deadline(std::chrono::steady_clock::time_point now) = 0;
 
-  IdleHook idle_hook;
+  IdleHook idle_hook;  // in the idle list or the busy list, never both
   std::chrono::steady_clock::time_point idle_since;
 };
 
