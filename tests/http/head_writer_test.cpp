@@ -228,3 +228,30 @@ TEST(HeadWriterResponseTest, OutputParsesAgain) {
 
 }  // namespace
 }  // namespace drainproxy::http
+
+namespace drainproxy::http {
+namespace {
+
+TEST(HeadWriterTest, RepeatedContentLengthReachesTheAppAsOneValue) {
+  const std::string out = write_request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
+  EXPECT_NE(out.find("Content-Length: 3\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("3, 3"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Content-Length", out.find("Content-Length") + 1), std::string::npos) << out;
+}
+
+TEST(HeadWriterTest, ExpectIsDroppedWhenTheProxyAnsweredIt) {
+  const std::string buf = "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+  EXPECT_NE(write_request(buf).find("Expect: 100-continue"), std::string::npos);
+  ForwardInfo fi{"10.0.0.7", "http", true, {}};
+  fi.strip_expect = true;
+  EXPECT_EQ(write_request(buf, fi).find("Expect"), std::string::npos);
+}
+
+TEST(HeadWriterTest, ResponseContentLengthIsNormalisedToo) {
+  const std::string out = write_response("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n");
+  EXPECT_NE(out.find("Content-Length: 2\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("2, 2"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace drainproxy::http
