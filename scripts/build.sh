@@ -13,6 +13,9 @@ case "$flavour" in
   *) echo "build.sh: unknown flavour '$flavour' (release or asan)" >&2; exit 2 ;;
 esac
 
+# Let ccache share objects between checkouts in different folders (CI clones anew).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+
 generator=()
 command -v ninja >/dev/null && [ ! -f "$dir/Makefile" ] && generator=(-G Ninja)
 cmake -S . -B "$dir" "${generator[@]}" "${flags[@]}" >/dev/null
