@@ -14,9 +14,10 @@ namespace http = beast::http;
 namespace {
 
 constexpr const char* kUsage =
-    "usage: drainproxy drain [--admin ADDR:PORT] [--no-wait] [--drain-token TOKEN] [--timeout DUR]\n"
+    "usage: drainproxy drain [--admin ADDR:PORT] [--no-wait | --until-draining] [--drain-token TOKEN] [--timeout DUR]\n"
     "  Starts the drain of the drainproxy whose admin port is ADDR:PORT (default: $DRAINPROXY_ADMIN\n"
-    "  or 0.0.0.0:9901, reached on loopback) and, unless --no-wait, waits until it has finished.\n";
+    "  or 0.0.0.0:9901, reached on loopback) and waits until it has finished; --no-wait returns at\n"
+    "  once, --until-draining once the proxy stopped accepting new connections.\n";
 
 int usage_error(const std::string& msg) {
   std::cerr << "drainproxy drain: " << msg << "\n" << kUsage;
@@ -28,7 +29,7 @@ int usage_error(const std::string& msg) {
 int run_drain_command(const std::vector<std::string>& args, const config::EnvLookup& env) {
   std::string admin = env("DRAINPROXY_ADMIN").value_or("0.0.0.0:9901");
   std::string token = env("DRAINPROXY_DRAIN_TOKEN").value_or("");
-  bool wait = true;
+  std::string target = "/drain";
   config::Duration timeout{60000};
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -42,7 +43,9 @@ int run_drain_command(const std::vector<std::string>& args, const config::EnvLoo
       return 0;
     }
     if (a == "--no-wait") {
-      wait = false;
+      target = "/drain?wait=false";
+    } else if (a == "--until-draining") {
+      target = "/drain?wait=draining";
     } else if (auto v = value("--admin")) {
       admin = *v;
     } else if (auto v2 = value("--drain-token")) {
@@ -74,7 +77,7 @@ int run_drain_command(const std::vector<std::string>& args, const config::EnvLoo
     tcp::resolver resolver(ioc);
     stream.expires_after(timeout);
     stream.connect(resolver.resolve(ep.host, std::to_string(ep.port)));
-    http::request<http::empty_body> req{http::verb::post, wait ? "/drain" : "/drain?wait=false", 11};
+    http::request<http::empty_body> req{http::verb::post, target, 11};
     req.set(http::field::host, ep.to_string());
     req.set(http::field::user_agent, "drainproxy-drain");
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);

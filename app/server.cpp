@@ -3,7 +3,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
 #include <csignal>
+#include <optional>
+#include <string_view>
 #include <cstdio>
 #include <cstdlib>
 
@@ -26,6 +30,19 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The value of `key` in a query string such as "a=1&wait=false".
+std::optional<std::string> query_value(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
 admin::Response text(unsigned status, std::string body) { return {status, "text/plain; charset=utf-8", std::move(body)}; }
 admin::Response json(unsigned status, std::string body) { return {status, "application/json", std::move(body)}; }
 
@@ -46,7 +63,7 @@ Server::Server(config::Config cfg)
       metrics_(cfg_.listen.to_string(), cfg_.mode == config::Mode::Http),
       signals_(ioc_, SIGTERM, SIGINT),
       tick_(ioc_),
-      stopped_event_(ioc_, asio::steady_timer::time_point::max()) {
+      phase_event_(ioc_, asio::steady_timer::time_point::max()) {
   const auto admin_ep = admin_endpoint(cfg_.admin);
   // A refused proxied connection is the fastest sign that the app went away:
   // ask the health checker (on the control thread) to look now.
@@ -81,6 +98,14 @@ int Server::run() {
     ioc_.stop();
   });
   ioc_.run();
+  // Once the signal_set is destroyed, asio restores the default action, and kubelet's
+  // SIGTERM (sent as soon as a preStop hook returns) would kill an orderly exit with
+  // status 143. Block the signals: a drained proxy has nothing left to do with them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   proxy_->shutdown();
   return drain_.phase() == Phase::Stopped ? 0 : 1;
 }
@@ -130,6 +155,8 @@ void Server::apply(const drain::Step& step) {
     proxy_->force_close();
   }
   if (!step.changed) return;
+  // Wakes the /drain callers waiting for a phase; the timer never expires by itself.
+  phase_event_.cancel();
   auto phase_log = spdlog::get("drain");
   phase_log->info("phase {} -> {} trigger={} active_connections={} elapsed={:.3f}s", drain::to_string(step.from),
                   drain::to_string(step.to), drain::to_string(drain_.trigger()), active, drain_.drain_seconds());
@@ -159,7 +186,6 @@ void Server::finish() {
       at_stop_.accepted - at_trigger_.accepted, overload);
   health_->stop();
   admin_->stop();  // no new admin connections; the open ones are answered below
-  stopped_event_.cancel();
 }
 
 awaitable<void> Server::control_loop(Server* self) {
@@ -280,12 +306,18 @@ awaitable<admin::Response> Server::handle_drain(admin::Request req) {
     log_->warn("refused /drain from {}: {}", req.peer.to_string(), access.reason);
     co_return text(403, access.reason + "\n");
   }
-  const bool wait = req.query.find("wait=false") == std::string::npos && req.query.find("wait=0") == std::string::npos;
+  // wait=true (default): answer when the drain is over. wait=false: at once.
+  // wait=draining: once the listeners are closed, so an app's preStop can hold its
+  // SIGTERM until no new connection can reach it through the proxy.
+  const std::string wait = query_value(req.query, "wait").value_or("true");
+  if (wait != "true" && wait != "false" && wait != "draining")
+    co_return text(400, "wait must be true, false or draining\n");
   trigger_drain(Trigger::Admin);
-  if (!wait) co_return json(202, drain_summary_json());
-  while (drain_.phase() != Phase::Stopped) {
+  if (wait == "false") co_return json(202, drain_summary_json());
+  const Phase until = wait == "draining" ? Phase::Draining : Phase::Stopped;
+  while (drain_.phase() < until) {
     error_code ec;
-    co_await stopped_event_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await phase_event_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   co_return json(200, drain_summary_json());
 }

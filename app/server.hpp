@@ -50,7 +50,7 @@ class Server final : public admin::Handler {
   std::unique_ptr<admin::AdminServer> admin_;
   asio::signal_set signals_;
   asio::steady_timer tick_;
-  asio::steady_timer stopped_event_;  // never expires; cancelled once the drain is over
+  asio::steady_timer phase_event_;  // never expires; cancelled at every phase change
   bool upstream_healthy_ = false;
   int sigints_ = 0;
   double drain_started_unix_ = 0;

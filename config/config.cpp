@@ -119,7 +119,7 @@ std::string help_text() {
   std::ostringstream out;
   out << "drainproxy: a sidecar proxy that drains connections before its pod stops.\n\n"
          "usage: drainproxy [FLAGS]\n"
-         "       drainproxy drain [--admin ADDR:PORT] [--no-wait] [--drain-token TOKEN] [--timeout DUR]\n\n"
+         "       drainproxy drain [--admin ADDR:PORT] [--no-wait | --until-draining] [--drain-token TOKEN] [--timeout DUR]\n\n"
          "Every flag can also be set as an environment variable: --drain-timeout is\n"
          "DRAINPROXY_DRAIN_TIMEOUT. Flags win. Durations take a unit: 250ms, 5s, 1m.\n\nflags:\n";
   for (const auto& f : kFlags) {

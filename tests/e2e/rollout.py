@@ -220,6 +220,9 @@ def run_outside(args, argv):
         except subprocess.TimeoutExpired:
             print("FAIL: the rollout run did not finish within %ds" % args.max_seconds)
             return 1
+        except KeyboardInterrupt as exc:
+            print("interrupted (%s): stopping the pods and deleting the namespace %s" % (exc, ns))
+            return 130
     finally:
         if inner is not None and inner.poll() is None:
             try:
@@ -1174,6 +1177,10 @@ def main(argv):
             return run_inside(args)
         except EmulationBroken as exc:
             print("EMULATION BROKEN: %s" % exc)
+            return BROKEN_RC
+        except Exception:  # noqa: BLE001 - a bug in the driver is no verdict either
+            import traceback
+            traceback.print_exc()
             return BROKEN_RC
     for b in (proxy_bin(), demo_bin()):
         if not os.access(b, os.X_OK):
