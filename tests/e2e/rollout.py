@@ -524,20 +524,14 @@ class Pod:
         return "drainproxy drain -> rc %d %s" % (r.returncode, (r.stdout or r.stderr).strip()[:2000])
 
     def hook_wait_draining(self, deadline):
-        """app container (TCP recipe): wait until the proxy stopped accepting, i.e. its
-        /status phase is `draining` (or it is already gone)."""
-        while time.monotonic() < deadline:
-            try:
-                code, body = http_get(self.ip, ADMIN_PORT, "/status", 1.0)
-                phase = json.loads(body).get("phase") if code == 200 else None
-                if phase in ("draining", "stopped"):
-                    return "proxy phase %s" % phase
-            except (ConnectionRefusedError, ConnectionResetError):
-                return "proxy admin gone"
-            except Exception:  # noqa: BLE001
-                pass
-            time.sleep(0.05)
-        return "grace period over"
+        """app container (TCP recipe): preStop httpGet /drain?wait=draining, which starts
+        the drain if needed and answers once the proxy has stopped accepting."""
+        try:
+            status, body = http_get(self.ip, ADMIN_PORT, "/drain?wait=draining",
+                                    max(0.5, deadline - time.monotonic()))
+        except (ConnectionRefusedError, ConnectionResetError):
+            return "proxy admin gone"
+        return "GET /drain?wait=draining -> %d %s" % (status, body.strip()[:2000])
 
     def hooks(self):
         if self.scenario == "app-alone":
