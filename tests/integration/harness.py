@@ -842,6 +842,15 @@ class IntegrationTest(unittest.TestCase):
         self.addCleanup(srv.stop)
         return srv
 
+    def start_echo_and_proxy(self, propagation, drain_timeout):
+        """An echo upstream and a ready drainproxy (tcp mode) in front of it."""
+        upstream = self.start_echo()
+        dp = self.start_proxy(upstream.port, *self.FAST,
+                              "--propagation-delay", "%gs" % propagation,
+                              "--drain-timeout", "%gs" % drain_timeout)
+        dp.wait_ready(timeout=3.0)
+        return upstream, dp
+
     def start_server(self, cls, *args, **kwargs):
         srv = cls(*args, **kwargs)
         self.addCleanup(srv.stop)

@@ -43,12 +43,7 @@ class DrainWaiter(threading.Thread):
 class DrainEndpointTest(IntegrationTest):
 
     def start(self, propagation=PROPAGATION, drain_timeout=DRAIN_TIMEOUT):
-        upstream = self.start_echo()
-        dp = self.start_proxy(upstream.port, *self.FAST,
-                              "--propagation-delay", "%gs" % propagation,
-                              "--drain-timeout", "%gs" % drain_timeout)
-        dp.wait_ready(timeout=3.0)
-        return upstream, dp
+        return self.start_echo_and_proxy(propagation, drain_timeout)
 
     def test_blocking_drain_without_connections(self):
         _, dp = self.start()

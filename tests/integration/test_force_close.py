@@ -69,12 +69,7 @@ class DrainWaiter(threading.Thread):
 class ForceCloseTest(IntegrationTest):
 
     def start(self):
-        upstream = self.start_echo()
-        dp = self.start_proxy(upstream.port, *self.FAST,
-                              "--propagation-delay", "%gs" % PROPAGATION,
-                              "--drain-timeout", "%gs" % DRAIN_TIMEOUT)
-        dp.wait_ready(timeout=3.0)
-        return upstream, dp
+        return self.start_echo_and_proxy(PROPAGATION, DRAIN_TIMEOUT)
 
     def run_force_close(self, trigger):
         upstream, dp = self.start()

@@ -23,12 +23,7 @@ DRAIN_TIMEOUT = 10.0
 class SigtermDrainTest(IntegrationTest):
 
     def start(self):
-        upstream = self.start_echo()
-        dp = self.start_proxy(upstream.port, *self.FAST,
-                              "--propagation-delay", "%gs" % PROPAGATION,
-                              "--drain-timeout", "%gs" % DRAIN_TIMEOUT)
-        dp.wait_ready(timeout=3.0)
-        return upstream, dp
+        return self.start_echo_and_proxy(PROPAGATION, DRAIN_TIMEOUT)
 
     def drain_with_open_connection(self, sig, trigger_name):
         upstream, dp = self.start()
