@@ -87,6 +87,10 @@ class LargeBodyTest(IntegrationTest):
               "(bound %d MiB)" % (what, nbytes, took, nbytes / MiB / max(took, 1e-6),
                                   sampler.max_kib / 1024.0, len(sampler.samples),
                                   RSS_BOUND_KIB // 1024))
+        if os.environ.get("DRAINPROXY_SANITIZED") == "1":
+            # ASan's shadow memory and free quarantine dominate RSS there; the bound is
+            # about drainproxy's own buffering and is checked in the normal build.
+            return
         self.assertLess(sampler.max_kib, RSS_BOUND_KIB,
                         "%s: proxy VmRSS reached %d KiB" % (what, sampler.max_kib))
 
