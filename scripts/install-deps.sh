@@ -8,6 +8,7 @@ packages=(
   libboost-dev libboost-system-dev libboost-program-options-dev
   libssl-dev libspdlog-dev prometheus-cpp-dev libgtest-dev
   curl python3 prometheus iptables iproute2
+  buildah podman runc debootstrap
 )
 
 missing=()

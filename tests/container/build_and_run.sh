@@ -143,7 +143,9 @@ fi
 log "buildah bud -> $image"
 start=$(date +%s)
 image_id() { podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+all_ids() { podman images "$@" --quiet --no-trunc 2>/dev/null | sed 's/^sha256://' | tr '\n' ' '; }
 old_ids=("$(image_id "$image")" "$(image_id "$image-build")")
+ids_before=" $(all_ids --all) "
 # buildah leaves its working containers behind when it is interrupted (Ctrl-C, a test's timeout):
 # remove the ones this run created.
 before=" $(buildah containers --quiet --notruncate 2>/dev/null | tr '\n' ' ') "
@@ -167,6 +169,11 @@ for id in "${old_ids[@]}"; do
   if [ -n "$id" ] && [[ $new_ids != *" $id "* ]]; then
     podman rmi "$id" >/dev/null 2>&1 || log "could not remove the superseded image $id"
   fi
+done
+# When the sources changed between the two buds, the first one's build stage is left untagged:
+# remove the untagged leaf images this run created.
+for id in $(all_ids --filter dangling=true); do
+  [[ $ids_before == *" $id "* ]] || podman rmi "$id" >/dev/null 2>&1 || true
 done
 trap - INT TERM
 log "built $image in $(( $(date +%s) - start ))s; size $(podman image inspect --format '{{.Size}}' "$image") bytes"
