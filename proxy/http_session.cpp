@@ -505,7 +505,6 @@ awaitable<void> HttpSession::linger_close() {
 
 awaitable<void> HttpSession::tunnel() {
   Exchange& x = *x_;
-  ListenerStats& stats = listener_.stats();
   set_deadline(Deadline::Activity, listener_.route().idle_timeout);
   // Bytes that arrived with the heads belong to the new protocol.
   if (!x.in.empty()) {
@@ -534,7 +533,6 @@ awaitable<void> HttpSession::tunnel() {
     error_code ec;
     co_await tunnel_done_->async_wait(asio::redirect_error(use_awaitable, ec));
   }
-  (void)stats;
 }
 
 awaitable<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client) {

@@ -65,7 +65,6 @@ class Listener {
   void upstream_refused() const {
     if (on_upstream_refused_) on_upstream_refused_();
   }
-  bool closing_idle() const { return closing_idle_; }
 
  private:
   static awaitable<void> accept_loop(Listener* self);
