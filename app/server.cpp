@@ -172,18 +172,22 @@ void Server::apply(const drain::Step& step) {
   }
 }
 
+Server::DrainTally Server::tally(const proxy::StatsSnapshot& now) const {
+  DrainTally t;
+  t.forced = now.closed_for(proxy::CloseReason::DrainForced) - at_trigger_.closed_for(proxy::CloseReason::DrainForced);
+  t.overload = now.closed_for(proxy::CloseReason::Overload) - at_trigger_.closed_for(proxy::CloseReason::Overload);
+  t.drained = now.closed_total() - at_trigger_.closed_total() - t.forced - t.overload;
+  t.accepted = now.accepted - at_trigger_.accepted;
+  return t;
+}
+
 void Server::finish() {
   at_stop_ = proxy_->snapshot();
-  const auto forced = at_stop_.closed_for(proxy::CloseReason::DrainForced) -
-                      at_trigger_.closed_for(proxy::CloseReason::DrainForced);
-  const auto closed = at_stop_.closed_total() - at_trigger_.closed_total();
-  const auto overload = at_stop_.closed_for(proxy::CloseReason::Overload) -
-                        at_trigger_.closed_for(proxy::CloseReason::Overload);
+  const DrainTally t = tally(at_stop_);
   spdlog::get("drain")->info(
       "drain complete: trigger={} duration={:.3f}s connections_drained={} connections_forced={} "
       "accepted_during_drain={} refused_overload={}",
-      drain::to_string(drain_.trigger()), drain_.drain_seconds(), closed - forced - overload, forced,
-      at_stop_.accepted - at_trigger_.accepted, overload);
+      drain::to_string(drain_.trigger()), drain_.drain_seconds(), t.drained, t.forced, t.accepted, t.overload);
   health_->stop();
   admin_->stop();  // no new admin connections; the open ones are answered below
 }
@@ -257,18 +261,15 @@ std::string Server::status_json() const {
 std::string Server::drain_summary_json() const {
   const bool done = drain_.phase() == Phase::Stopped;
   const auto now = done ? at_stop_ : proxy_->snapshot();
-  const auto forced =
-      now.closed_for(proxy::CloseReason::DrainForced) - at_trigger_.closed_for(proxy::CloseReason::DrainForced);
-  const auto overload =
-      now.closed_for(proxy::CloseReason::Overload) - at_trigger_.closed_for(proxy::CloseReason::Overload);
+  const DrainTally t = tally(now);
   JsonObject o;
   o.add("phase", drain::to_string(drain_.phase()))
       .add("trigger", drain::to_string(drain_.trigger()))
       .add("drain_seconds", drain_.drain_seconds())
       .add("connections_open_at_trigger", at_trigger_.active())
-      .add("connections_accepted_during_drain", now.accepted - at_trigger_.accepted)
-      .add("connections_drained", now.closed_total() - at_trigger_.closed_total() - forced - overload)
-      .add("connections_forced", forced)
+      .add("connections_accepted_during_drain", t.accepted)
+      .add("connections_drained", t.drained)
+      .add("connections_forced", t.forced)
       .add("connections_active", now.active());
   return o.str() + "\n";
 }

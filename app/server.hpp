@@ -33,6 +33,15 @@ class Server final : public admin::Handler {
   void on_health(bool healthy, const std::string& detail);
   void finish();
 
+  // What happened to connections between the trigger and `now`.
+  struct DrainTally {
+    std::uint64_t drained = 0;   // closed by themselves
+    std::uint64_t forced = 0;    // closed at the deadline
+    std::uint64_t overload = 0;  // refused over --max-connections
+    std::uint64_t accepted = 0;
+  };
+  DrainTally tally(const proxy::StatsSnapshot& now) const;
+
   bool ready() const;
   metrics::Sample sample() const;
   std::string status_json() const;

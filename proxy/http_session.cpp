@@ -631,7 +631,8 @@ void HttpSession::release_upstream(bool reusable) {
 }
 
 void HttpSession::force_close() {
-  if (!reason_ || !closed_) reason_ = CloseReason::DrainForced;
+  // The deadline overrides a reason noted earlier (say, a client's half-close).
+  if (!closed_) reason_ = CloseReason::DrainForced;
   end(CloseReason::DrainForced);
 }
 

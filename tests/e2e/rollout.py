@@ -178,6 +178,17 @@ def log(msg):
     sys.stderr.flush()
 
 
+def kill_and_reap(procs):
+    """SIGKILL the processes this test started that are still running, and reap them."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
 class EmulationBroken(Exception):
     """The emulation itself does not work (not a verdict about the proxy)."""
 
@@ -609,13 +620,7 @@ class Pod:
         self.run.marks.add(self.name, "exited", dict(self.exit_codes))
 
     def kill_now(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+        kill_and_reap(self.procs.values())
         self.done.set()
 
 
@@ -855,13 +860,7 @@ class ScenarioRun:
             for p in self.pods:
                 if p.terminating_at is None:
                     p.kill_now()
-            for proc in self.procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    try:
-                        proc.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        pass
+            kill_and_reap(self.procs)
         return self.result(load, [p for p, _ in terminators])
 
     def result(self, load, terminated):
