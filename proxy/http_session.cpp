@@ -3,6 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
 
 #include "http/head_writer.hpp"
@@ -57,12 +60,10 @@ bool is_idempotent(std::string_view method) {
 
 }  // namespace
 
-HttpSession::HttpSession(tcp::socket client, Listener& listener)
-    : client_(std::move(client)), upstream_(client_.get_executor()), listener_(listener) {
-  error_code ec;
-  client_.set_option(tcp::no_delay(true), ec);
-  const auto peer = client_.remote_endpoint(ec);
-  if (!ec) client_ip_ = peer.address().to_string();
+HttpSession::HttpSession(Socket client, std::string client_ip, Listener& listener)
+    : client_(std::move(client)), listener_(listener), client_ip_(std::move(client_ip)) {
+  client_.set_no_delay();
+  idle_wait_.session = this;
 }
 
 void HttpSession::start(std::shared_ptr<HttpSession> self) {
@@ -71,39 +72,45 @@ void HttpSession::start(std::shared_ptr<HttpSession> self) {
   wait_readable(std::move(self));
 }
 
-void HttpSession::refuse_overload(tcp::socket& client) {
+void HttpSession::refuse_overload(int client_fd) {
   static const std::string kResponse = [] {
     std::string r;
     error_response(503, "over --max-connections, try again later", r);
     return r;
   }();
-  error_code ec;
-  client.non_blocking(true, ec);
-  client.write_some(asio::buffer(kResponse), ec);
-  client.shutdown(tcp::socket::shutdown_send, ec);
-  client.close(ec);
+  // Best effort and never blocking: the answer fits any fresh socket's send buffer.
+  [[maybe_unused]] const ssize_t sent = ::send(client_fd, kResponse.data(), kResponse.size(), MSG_NOSIGNAL);
+  ::shutdown(client_fd, SHUT_WR);
+  ::close(client_fd);
 }
 
 void HttpSession::wait_readable(std::shared_ptr<HttpSession> self) {
   HttpSession& s = *self;
   s.idle_since = Clock::now();
   s.listener_.mark_idle(s);
-  s.client_.async_wait(tcp::socket::wait_read, [self = std::move(self)](const error_code& ec) mutable {
-    self->idle_hook.unlink();
-    if (ec || self->closed_) {
-      if (!self->closed_) self->end(CloseReason::Error);
-      self->finish();
-      return;
-    }
-    spawn_serve(std::move(self));
-  });
+  s.idle_wait_.ec.clear();
+  s.idle_self_ = std::move(self);
+  if (s.client_.start_read(s.idle_wait_)) {
+    // Bytes are already there; resumed from the queue to keep the stack flat.
+    s.listener_.poller().defer(&s.idle_wait_);
+  }
+}
+
+void HttpSession::on_idle_ready() {
+  auto self = std::move(idle_self_);
+  idle_hook.unlink();
+  if (idle_wait_.ec || closed_) {
+    if (!closed_) end(CloseReason::Error);
+    finish();
+    return;
+  }
+  spawn_serve(std::move(self));
 }
 
 void HttpSession::spawn_serve(std::shared_ptr<HttpSession> self) {
   self->listener_.mark_busy(*self);
-  auto ex = self->client_.get_executor();
   auto task = serve(self);
-  asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
+  spawn(std::move(task), [self = std::move(self)](std::exception_ptr e) {
     if (!e) return;
     log_task_exception("proxy", "http session", e);
     self->end(CloseReason::Error);
@@ -111,7 +118,7 @@ void HttpSession::spawn_serve(std::shared_ptr<HttpSession> self) {
   });
 }
 
-awaitable<void> HttpSession::serve(std::shared_ptr<HttpSession> self) {
+Task<void> HttpSession::serve(std::shared_ptr<HttpSession> self) {
   if (!self->x_) self->x_ = self->listener_.exchanges().acquire();
   for (;;) {
     const Outcome how = co_await self->exchange();
@@ -130,7 +137,7 @@ awaitable<void> HttpSession::serve(std::shared_ptr<HttpSession> self) {
 }
 
 // One request and its response. Returns whether the client connection stays open.
-awaitable<HttpSession::Outcome> HttpSession::exchange() {
+Task<HttpSession::Outcome> HttpSession::exchange() {
   Exchange& x = *x_;
   const Route& route = listener_.route();
   ListenerStats& stats = listener_.stats();
@@ -244,7 +251,7 @@ awaitable<HttpSession::Outcome> HttpSession::exchange() {
   co_return close_client ? Outcome::Close : Outcome::KeepAlive;
 }
 
-awaitable<bool> HttpSession::read_head() {
+Task<bool> HttpSession::read_head() {
   Exchange& x = *x_;
   const Route& route = listener_.route();
   set_deadline(Deadline::Header, route.header_timeout);
@@ -283,21 +290,16 @@ awaitable<bool> HttpSession::read_head() {
   }
 }
 
-awaitable<bool> HttpSession::acquire_upstream(bool& reused) {
+Task<bool> HttpSession::acquire_upstream(bool& reused) {
   const Route& route = listener_.route();
   if (auto pooled = listener_.upstreams().take(Clock::now())) {
     upstream_ = std::move(*pooled);
     reused = true;
     co_return true;
   }
-  upstream_ = tcp::socket(client_.get_executor());
   set_deadline(Deadline::Connect, route.connect_timeout);
-  error_code ec;
-  co_await upstream_.async_connect(route.upstream, asio::redirect_error(use_awaitable, ec));
-  if (!ec && expired_ == Deadline::None) {
-    upstream_.set_option(tcp::no_delay(true), ec);
-    co_return true;
-  }
+  const error_code ec = co_await Socket::connect(listener_.poller(), route.upstream, upstream_);
+  if (!ec && expired_ == Deadline::None) co_return true;
   listener_.stats().upstream_connect_errors.add();
   if (ec == asio::error::connection_refused) listener_.upstream_refused();
   if (expired_ == Deadline::Connect) {
@@ -308,12 +310,11 @@ awaitable<bool> HttpSession::acquire_upstream(bool& reused) {
     fail_reason_ = ec == asio::error::connection_refused ? "the app refused the connection"
                                                          : "cannot connect to the app";
   }
-  error_code ignored;
-  upstream_.close(ignored);
+  upstream_.close();
   co_return false;
 }
 
-awaitable<bool> HttpSession::relay_request_body() {
+Task<bool> HttpSession::relay_request_body() {
   Exchange& x = *x_;
   const Route& route = listener_.route();
   switch (req_framing_) {
@@ -375,7 +376,7 @@ awaitable<bool> HttpSession::relay_request_body() {
   }
 }
 
-awaitable<bool> HttpSession::read_response_head() {
+Task<bool> HttpSession::read_response_head() {
   Exchange& x = *x_;
   const Route& route = listener_.route();
   response_bytes_ = false;
@@ -418,7 +419,7 @@ awaitable<bool> HttpSession::read_response_head() {
   }
 }
 
-awaitable<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean) {
+Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean) {
   Exchange& x = *x_;
   set_deadline(Deadline::Activity, listener_.route().idle_timeout);
   // The head goes out with the first piece of body already buffered: one write for small responses.
@@ -465,7 +466,7 @@ awaitable<bool> HttpSession::relay_response_body(http::Framing framing, std::uin
   }
 }
 
-awaitable<HttpSession::Outcome> HttpSession::reject(unsigned status, std::string_view reason) {
+Task<HttpSession::Outcome> HttpSession::reject(unsigned status, std::string_view reason) {
   if (closed_) co_return Outcome::Abort;
   ListenerStats& stats = listener_.stats();
   if (!request_open_) {
@@ -489,21 +490,20 @@ awaitable<HttpSession::Outcome> HttpSession::reject(unsigned status, std::string
   co_return sent ? Outcome::Close : Outcome::Abort;
 }
 
-awaitable<void> HttpSession::linger_close() {
+Task<void> HttpSession::linger_close() {
   // Closing with unread request bytes would send RST, which can destroy the response
   // still in flight to the client. Shut down our side and read until the client closes.
-  error_code ec;
-  client_.shutdown(tcp::socket::shutdown_send, ec);
+  client_.shutdown_send();
   set_deadline(Deadline::Linger, kLingerTime);
   std::array<char, 512> sink;
   for (;;) {
-    co_await client_.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
-    if (ec) break;
+    const IoResult r = co_await client_.read_some(sink.data(), sink.size());
+    if (r.ec) break;
   }
   if (!reason_) reason_ = CloseReason::Client;
 }
 
-awaitable<void> HttpSession::tunnel() {
+Task<void> HttpSession::tunnel() {
   Exchange& x = *x_;
   set_deadline(Deadline::Activity, listener_.route().idle_timeout);
   // Bytes that arrived with the heads belong to the new protocol.
@@ -517,25 +517,21 @@ awaitable<void> HttpSession::tunnel() {
   }
   // Upstream -> client runs as its own coroutine; this one pumps client -> upstream
   // and then waits for it, so the session ends when both directions have.
-  error_code nb;
-  client_.non_blocking(true, nb);
-  upstream_.non_blocking(true, nb);
-  tunnel_done_ = std::make_unique<asio::steady_timer>(client_.get_executor(), Clock::time_point::max());
   tunnel_pumps_ = 2;
   auto self = shared_from_this();
-  asio::co_spawn(client_.get_executor(), tunnel_pump(self, false), [self](std::exception_ptr e) {
-    if (e) log_task_exception("proxy", "http session", e);
-    if (--self->tunnel_pumps_ == 0 || e) self->tunnel_done_->cancel();
+  spawn(tunnel_pump(self, false), [self](std::exception_ptr e) {
+    if (e) {
+      log_task_exception("proxy", "http session", e);
+      self->end(CloseReason::Error);
+    }
+    if (--self->tunnel_pumps_ == 0 && self->tunnel_waiter_) std::exchange(self->tunnel_waiter_, {}).resume();
   });
   co_await tunnel_pump(self, true);
   --tunnel_pumps_;
-  while (tunnel_pumps_ > 0) {
-    error_code ec;
-    co_await tunnel_done_->async_wait(asio::redirect_error(use_awaitable, ec));
-  }
+  co_await TunnelJoin{*this};
 }
 
-awaitable<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client) {
+Task<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client) {
   ListenerStats& stats = self->listener_.stats();
   error_code ec;
   const PumpEnd how = co_await pump_bytes(from_client ? self->client_ : self->upstream_,
@@ -556,27 +552,27 @@ awaitable<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool
   }
 }
 
-awaitable<bool> HttpSession::read_some(tcp::socket& s, ByteBuffer& b, error_code& ec) {
+Task<bool> HttpSession::read_some(Socket& s, ByteBuffer& b, error_code& ec) {
   const auto space = b.prepare();
   if (space.size() == 0) {
     ec = asio::error::no_buffer_space;
     co_return false;
   }
-  const std::size_t n = co_await s.async_read_some(space, asio::redirect_error(use_awaitable, ec));
+  const IoResult r = co_await s.read_some(space.data(), space.size());
+  ec = r.ec;
   if (ec) co_return false;
+  const std::size_t n = r.bytes;
   b.commit(n);
   last_activity_ = Clock::now();
   if (&s == &client_) listener_.stats().bytes_rx.add(n);
   co_return true;
 }
 
-awaitable<bool> HttpSession::write_client(asio::const_buffer a, asio::const_buffer b) {
-  const std::array<asio::const_buffer, 2> bufs{a, b};
-  error_code ec;
-  const std::size_t n = co_await asio::async_write(client_, bufs, asio::redirect_error(use_awaitable, ec));
-  listener_.stats().bytes_tx.add(n);
+Task<bool> HttpSession::write_client(asio::const_buffer a, asio::const_buffer b) {
+  const IoResult r = co_await client_.write_all(a.data(), a.size(), b.data(), b.size());
+  listener_.stats().bytes_tx.add(r.bytes);
   response_started_ = true;
-  if (ec) {
+  if (r.ec) {
     if (!reason_) reason_ = expired_ != Deadline::None ? CloseReason::IdleTimeout : CloseReason::Client;
     co_return false;
   }
@@ -584,11 +580,9 @@ awaitable<bool> HttpSession::write_client(asio::const_buffer a, asio::const_buff
   co_return true;
 }
 
-awaitable<bool> HttpSession::write_upstream(asio::const_buffer a, asio::const_buffer b) {
-  const std::array<asio::const_buffer, 2> bufs{a, b};
-  error_code ec;
-  co_await asio::async_write(upstream_, bufs, asio::redirect_error(use_awaitable, ec));
-  if (ec) co_return false;
+Task<bool> HttpSession::write_upstream(asio::const_buffer a, asio::const_buffer b) {
+  const IoResult r = co_await upstream_.write_all(a.data(), a.size(), b.data(), b.size());
+  if (r.ec) co_return false;
   last_activity_ = Clock::now();
   co_return true;
 }
@@ -608,9 +602,8 @@ void HttpSession::check_deadline(Clock::time_point now) {
   // Cancelling the pending reads and writes lets the coroutine see which deadline hit.
   expired_ = deadline_;
   deadline_ = Deadline::None;
-  error_code ignored;
-  client_.cancel(ignored);
-  upstream_.cancel(ignored);
+  client_.cancel();
+  upstream_.cancel();
 }
 
 void HttpSession::finish_request(unsigned status) {
@@ -623,11 +616,9 @@ void HttpSession::release_upstream(bool reusable) {
   if (!upstream_.is_open()) return;
   if (reusable && !closed_ && !listener_.drain().draining()) {
     listener_.upstreams().put(std::move(upstream_), Clock::now());
-    upstream_ = tcp::socket(client_.get_executor());
     return;
   }
-  error_code ignored;
-  upstream_.close(ignored);
+  upstream_.close();
 }
 
 void HttpSession::force_close() {
@@ -646,9 +637,8 @@ void HttpSession::end(CloseReason why) {
   if (closed_) return;
   closed_ = true;
   deadline_ = Deadline::None;
-  error_code ignored;
-  client_.close(ignored);
-  upstream_.close(ignored);
+  client_.close();
+  upstream_.close();
 }
 
 void HttpSession::finish() {
@@ -656,7 +646,6 @@ void HttpSession::finish() {
   finished_ = true;
   finish_request(0);
   if (x_) listener_.exchanges().release(std::move(x_));
-  tunnel_done_.reset();
   idle_hook.unlink();
   unlink();
   listener_.session_closed(reason_.value_or(CloseReason::Error));

@@ -8,8 +8,10 @@
 
 #include "proxy/asio.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/poller.hpp"
 #include "proxy/session.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/task.hpp"
 
 namespace drainproxy::proxy {
 
@@ -22,10 +24,10 @@ class Listener;
 // frame: only the socket, waiting to become readable.
 class HttpSession final : public Session, public IdleConnection, public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket client, Listener& listener);
+  HttpSession(Socket client, std::string client_ip, Listener& listener);
   static void start(std::shared_ptr<HttpSession> self);
-  // Answers 503 and closes: the connection limit is reached.
-  static void refuse_overload(tcp::socket& client);
+  // Answers 503 and closes the descriptor: the connection limit is reached.
+  static void refuse_overload(int client_fd);
 
   void force_close() override;
   void close_idle(CloseReason why) override;
@@ -36,24 +38,39 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   // How an exchange ended.
   enum class Outcome : std::uint8_t { KeepAlive, Close, Abort };
 
-  static awaitable<void> serve(std::shared_ptr<HttpSession> self);
+  // The wait for the next request: a member, so an idle connection needs no coroutine.
+  struct IdleWait final : IoOp {
+    HttpSession* session = nullptr;
+    bool perform(Socket& s) override { return s.maybe_readable(); }
+    void complete() override { session->on_idle_ready(); }
+  };
+  // Parks a coroutine until the other tunnel direction has finished.
+  struct TunnelJoin {
+    HttpSession& s;
+    bool await_ready() const noexcept { return s.tunnel_pumps_ == 0; }
+    void await_suspend(std::coroutine_handle<> h) noexcept { s.tunnel_waiter_ = h; }
+    void await_resume() const noexcept {}
+  };
+
+  static Task<void> serve(std::shared_ptr<HttpSession> self);
   static void wait_readable(std::shared_ptr<HttpSession> self);
   static void spawn_serve(std::shared_ptr<HttpSession> self);
+  void on_idle_ready();
 
-  awaitable<Outcome> exchange();
-  awaitable<bool> read_head();
-  awaitable<bool> acquire_upstream(bool& reused);
-  awaitable<bool> relay_request_body();
-  awaitable<bool> read_response_head();
-  awaitable<bool> relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean);
-  awaitable<Outcome> reject(unsigned status, std::string_view reason);
-  awaitable<void> linger_close();
-  awaitable<void> tunnel();
-  static awaitable<void> tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client);
+  Task<Outcome> exchange();
+  Task<bool> read_head();
+  Task<bool> acquire_upstream(bool& reused);
+  Task<bool> relay_request_body();
+  Task<bool> read_response_head();
+  Task<bool> relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean);
+  Task<Outcome> reject(unsigned status, std::string_view reason);
+  Task<void> linger_close();
+  Task<void> tunnel();
+  static Task<void> tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client);
 
-  awaitable<bool> read_some(tcp::socket& s, ByteBuffer& b, error_code& ec);
-  awaitable<bool> write_client(asio::const_buffer a, asio::const_buffer b = {});
-  awaitable<bool> write_upstream(asio::const_buffer a, asio::const_buffer b = {});
+  Task<bool> read_some(Socket& s, ByteBuffer& b, error_code& ec);
+  Task<bool> write_client(asio::const_buffer a, asio::const_buffer b = {});
+  Task<bool> write_upstream(asio::const_buffer a, asio::const_buffer b = {});
 
   void set_deadline(Deadline what, std::chrono::steady_clock::duration in);
   void clear_deadline() { deadline_ = Deadline::None; }
@@ -62,11 +79,13 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   void end(CloseReason why);
   void finish();
 
-  tcp::socket client_;
-  tcp::socket upstream_;
+  Socket client_;
+  Socket upstream_;
   Listener& listener_;
   std::unique_ptr<Exchange> x_;  // only while a request is in progress
-  std::unique_ptr<asio::steady_timer> tunnel_done_;  // only for an upgraded connection
+  std::shared_ptr<HttpSession> idle_self_;  // keeps the session alive while it waits idle
+  IdleWait idle_wait_;
+  std::coroutine_handle<> tunnel_waiter_;
   std::string client_ip_;
   std::string_view fail_reason_;  // static text
   std::uint64_t body_left_ = 0;   // request body bytes not yet forwarded

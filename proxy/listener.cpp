@@ -1,5 +1,4 @@
 #include "proxy/listener.hpp"
-#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -9,54 +8,75 @@
 
 namespace drainproxy::proxy {
 
-Listener::Listener(tcp::acceptor acceptor, const Route& route, ConnectionLimiter& limiter, ListenerStats& stats,
-                   const drain::DrainDecision& drain, RefusedCallback on_upstream_refused)
-    : acceptor_(std::move(acceptor)),
+Listener::Listener(Poller& poller, tcp::acceptor acceptor, const Route& route, ConnectionLimiter& limiter,
+                   ListenerStats& stats, const drain::DrainDecision& drain, RefusedCallback on_upstream_refused)
+    : poller_(poller),
       route_(route),
       limiter_(limiter),
       stats_(stats),
       drain_(drain),
       on_upstream_refused_(std::move(on_upstream_refused)),
-      upstreams_(route.upstream_keepalive, route.upstream_idle_timeout) {}
-
-void Listener::start() {
-  asio::co_spawn(acceptor_->get_executor(), accept_loop(this),
-                 [](std::exception_ptr e) { log_task_exception("proxy", "accept loop", e); });
+      upstreams_(route.upstream_keepalive, route.upstream_idle_timeout) {
+  accept_wait_.listener = this;
+  acceptor.non_blocking(true);
+  const int fd = acceptor.release();
+  error_code ec;
+  listen_ = Socket(poller, fd, ec);
+  if (ec) throw boost::system::system_error(ec, "registering the listening socket");
 }
 
-awaitable<void> Listener::accept_loop(Listener* self) {
-  auto log = spdlog::get("proxy");
-  asio::steady_timer backoff(co_await asio::this_coro::executor);
+void Listener::start() { accept_pending(); }
+
+void Listener::accept_pending() {
   for (;;) {
-    if (!self->acceptor_ || !self->acceptor_->is_open()) co_return;
+    if (!listen_.is_open()) return;
+    sockaddr_storage peer{};
     error_code ec;
-    tcp::socket s = co_await self->acceptor_->async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !self->acceptor_ || !self->acceptor_->is_open()) co_return;
-    if (ec) {
-      // Out of descriptors or buffers: retrying at once would spin the loop.
-      log->warn("listener={} accept failed: {}", self->route_.name, ec.message());
-      backoff.expires_after(std::chrono::milliseconds(50));
-      co_await backoff.async_wait(asio::redirect_error(use_awaitable, ec));
+    const int fd = listen_.accept(peer, ec);
+    if (fd >= 0) {
+      on_accepted(fd, peer);
       continue;
     }
-    self->on_accepted(std::move(s));
+    if (ec == asio::error::would_block) {
+      // Parked until the next connection's edge; start_read() is true if one raced in.
+      if (listen_.start_read(accept_wait_)) continue;
+      return;
+    }
+    if (ec == asio::error::connection_aborted || ec == asio::error::interrupted) continue;
+    // Out of descriptors or buffers: retrying at once would spin the loop.
+    spdlog::get("proxy")->warn("listener={} accept failed: {}", route_.name, ec.message());
+    if (!backoff_) backoff_ = std::make_unique<asio::steady_timer>(poller_.io());
+    backoff_->expires_after(std::chrono::milliseconds(50));
+    backoff_->async_wait([this](const error_code& e) {
+      if (!e) accept_pending();
+    });
+    return;
   }
 }
 
-void Listener::on_accepted(tcp::socket s) {
+void Listener::on_accepted(int fd, const sockaddr_storage& peer) {
   stats_.accepted.add();
   if (!limiter_.try_acquire()) {
     stats_.closed_for(CloseReason::Overload).add();
     if (route_.mode == RouteMode::Http) {
       stats_.rejected_with(Reject::Overload);
-      HttpSession::refuse_overload(s);
+      HttpSession::refuse_overload(fd);
     } else {
-      abort_socket(s);
+      abort_fd(fd);
     }
     return;
   }
-  if (route_.mode == RouteMode::Http) HttpSession::start(std::make_shared<HttpSession>(std::move(s), *this));
-  else TcpSession::start(std::make_shared<TcpSession>(std::move(s), *this));
+  error_code ec;
+  Socket s(poller_, fd, ec);
+  if (ec) {
+    spdlog::get("proxy")->warn("listener={} cannot watch a new connection: {}", route_.name, ec.message());
+    session_closed(CloseReason::Error);
+    return;
+  }
+  if (route_.mode == RouteMode::Http)
+    HttpSession::start(std::make_shared<HttpSession>(std::move(s), peer_address(peer), *this));
+  else
+    TcpSession::start(std::make_shared<TcpSession>(std::move(s), *this));
 }
 
 void Listener::session_closed(CloseReason why) {
@@ -75,16 +95,15 @@ void Listener::stop_accepting() {
     idle_closes_per_tick_ = std::max<std::size_t>(1, (idle + static_cast<std::size_t>(ticks) - 1) /
                                                          static_cast<std::size_t>(ticks));
   }
-  if (!acceptor_ || !acceptor_->is_open()) return;
-  error_code ec;
-  acceptor_->non_blocking(true, ec);
   // Bounded: a flood arriving right now must not keep the listener open forever.
-  for (int i = 0; i < 4096 && !ec; ++i) {
-    tcp::socket s(acceptor_->get_executor());
-    acceptor_->accept(s, ec);
-    if (!ec) on_accepted(std::move(s));
+  for (int i = 0; i < 4096 && listen_.is_open(); ++i) {
+    sockaddr_storage peer{};
+    error_code ec;
+    const int fd = listen_.accept(peer, ec);
+    if (fd < 0) break;
+    on_accepted(fd, peer);
   }
-  acceptor_->close(ec);
+  listen_.close();
 }
 
 void Listener::housekeeping(std::chrono::steady_clock::time_point now) {

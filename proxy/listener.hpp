@@ -7,6 +7,7 @@
 #include "proxy/buffer_pool.hpp"
 #include "proxy/connection_limiter.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/poller.hpp"
 #include "proxy/route.hpp"
 #include "proxy/session.hpp"
 #include "proxy/stats.hpp"
@@ -25,8 +26,9 @@ class Listener {
 
   using RefusedCallback = std::function<void()>;
 
-  Listener(tcp::acceptor acceptor, const Route& route, ConnectionLimiter& limiter, ListenerStats& stats,
-           const drain::DrainDecision& drain, RefusedCallback on_upstream_refused);
+  // Takes over the listening descriptor of `acceptor` (opened and bound by the caller).
+  Listener(Poller& poller, tcp::acceptor acceptor, const Route& route, ConnectionLimiter& limiter,
+           ListenerStats& stats, const drain::DrainDecision& drain, RefusedCallback on_upstream_refused);
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
@@ -39,14 +41,16 @@ class Listener {
   // Periodic work: idle timeouts, the paced close of idle connections while
   // draining, expiry of pooled app connections.
   void housekeeping(std::chrono::steady_clock::time_point now);
-  void close_acceptor() {
-    error_code ignored;
-    if (acceptor_) acceptor_->close(ignored);
+  void close_acceptor() { listen_.close(); }
+  // Closes every socket the listener itself holds, before the poller goes away.
+  void release_sockets() {
+    listen_.close();
+    upstreams_.clear();
+    backoff_.reset();
   }
-  // Releases the acceptor before the io_context goes away.
-  void release_acceptor() { acceptor_.reset(); }
 
   const Route& route() const { return route_; }
+  Poller& poller() { return poller_; }
   ListenerStats& stats() { return stats_; }
   const drain::DrainDecision& drain() const { return drain_; }
   ExchangePool& exchanges() { return exchanges_; }
@@ -67,10 +71,19 @@ class Listener {
   }
 
  private:
-  static awaitable<void> accept_loop(Listener* self);
-  void on_accepted(tcp::socket s);
+  // Waits for the listening socket to become readable without holding a coroutine.
+  struct AcceptWait final : IoOp {
+    Listener* listener = nullptr;
+    bool perform(Socket& s) override { return s.maybe_readable(); }
+    void complete() override { listener->accept_pending(); }
+  };
+  void accept_pending();
+  void on_accepted(int fd, const sockaddr_storage& peer);
 
-  std::optional<tcp::acceptor> acceptor_;
+  Poller& poller_;
+  Socket listen_;
+  AcceptWait accept_wait_;
+  std::unique_ptr<asio::steady_timer> backoff_;
   const Route& route_;
   ConnectionLimiter& limiter_;
   ListenerStats& stats_;

@@ -43,7 +43,7 @@ Proxy::Proxy(const config::Config& cfg, const drain::DrainDecision& drain, Liste
     tcp::acceptor a = open_reuseport_acceptor(w->io(), listen_ep);
     // With port 0 the first bind picks the port; the other workers join it.
     if (i == 0) listen_ep = a.local_endpoint();
-    w->add_listener(std::make_unique<Listener>(std::move(a), route_, limiter_, stats_[i], drain, on_upstream_refused));
+    w->add_listener(std::make_unique<Listener>(w->poller(), std::move(a), route_, limiter_, stats_[i], drain, on_upstream_refused));
     workers_.push_back(std::move(w));
   }
   local_endpoint_ = listen_ep;

@@ -25,28 +25,27 @@ class Borrowed {
 
 }  // namespace
 
-awaitable<PumpEnd> pump_bytes(tcp::socket& from, tcp::socket& to, BufferPool& pool, Counter* read_bytes,
-                              Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
-                              error_code& ec) {
+Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, Counter* read_bytes, Counter* written_bytes,
+                        std::chrono::steady_clock::time_point& last_activity, error_code& ec) {
   Borrowed buf(pool);
   for (;;) {
-    const std::size_t n = from.read_some(asio::buffer(buf.get(), BufferPool::kSize), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    if (!from.maybe_readable()) {
       buf.give_back();
-      co_await from.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+      ec = co_await from.wait_readable();
       if (ec) co_return PumpEnd::SourceError;
-      continue;
     }
+    const std::size_t n = from.recv(buf.get(), BufferPool::kSize, ec);
+    if (ec == asio::error::would_block) continue;
     if (ec == asio::error::eof) {
       // Half-close: the other direction may still have a reply to deliver.
-      error_code ignored;
-      to.shutdown(tcp::socket::shutdown_send, ignored);
+      to.shutdown_send();
       co_return PumpEnd::SourceEof;
     }
     if (ec) co_return PumpEnd::SourceError;
     if (read_bytes) read_bytes->add(n);
     last_activity = std::chrono::steady_clock::now();
-    co_await asio::async_write(to, asio::buffer(buf.get(), n), asio::redirect_error(use_awaitable, ec));
+    const IoResult w = co_await to.write_all(buf.get(), n);
+    ec = w.ec;
     if (ec) co_return PumpEnd::SinkError;
     if (written_bytes) written_bytes->add(n);
     last_activity = std::chrono::steady_clock::now();

@@ -3,6 +3,8 @@
 #include <cstdint>
 
 #include "proxy/asio.hpp"
+#include "proxy/poller.hpp"
+#include "proxy/task.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/stats.hpp"
 
@@ -17,9 +19,9 @@ enum class PumpEnd : std::uint8_t {
 // Copies bytes from one socket to another until EOF or an error. Shared by TCP
 // sessions and HTTP upgrade tunnels. A buffer is borrowed from `pool` only while
 // data is moving: reads are tried without blocking, and an empty socket is waited
-// on without a buffer. `from` must be in non-blocking mode. The sockets, pool,
-// counters and activity stamp belong to the caller, which outlives this coroutine.
-awaitable<PumpEnd> pump_bytes(tcp::socket& from, tcp::socket& to, BufferPool& pool, Counter* read_bytes,
+// on without a buffer. The sockets, pool, counters and activity stamp belong to the
+// caller, which outlives this coroutine.
+Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, Counter* read_bytes,
                               Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
                               error_code& ec);
 

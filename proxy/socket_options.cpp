@@ -1,11 +1,14 @@
 #include "proxy/socket_options.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 namespace drainproxy::proxy {
 
-void abort_socket(tcp::socket& s) {
-  error_code ignored;
-  s.set_option(asio::socket_base::linger(true, 0), ignored);
-  s.close(ignored);
+void abort_fd(int fd) {
+  const linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::close(fd);
 }
 
 tcp::acceptor open_reuseport_acceptor(asio::io_context& ioc, const tcp::endpoint& ep) {

@@ -7,7 +7,7 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 
 // Close with RST instead of FIN, so the peer sees a failure rather than a clean,
 // empty stream (and we keep no TIME_WAIT entry).
-void abort_socket(tcp::socket& s);
+void abort_fd(int fd);
 
 // Opens an acceptor on `ep` with SO_REUSEPORT, so each worker can have its own.
 // Throws boost::system::system_error.

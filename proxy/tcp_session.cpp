@@ -5,21 +5,18 @@
 
 #include "proxy/listener.hpp"
 #include "proxy/pump.hpp"
-#include "proxy/socket_options.hpp"
 
 namespace drainproxy::proxy {
 
-TcpSession::TcpSession(tcp::socket client, Listener& listener)
+TcpSession::TcpSession(Socket client, Listener& listener)
     : client_(std::move(client)),
-      upstream_(client_.get_executor()),
-      timer_(client_.get_executor()),
+      timer_(listener.poller().io()),
       listener_(listener),
       last_activity_(std::chrono::steady_clock::now()) {}
 
-void TcpSession::spawn(std::shared_ptr<TcpSession> self, awaitable<void> task) {
+void TcpSession::spawn_task(std::shared_ptr<TcpSession> self, Task<void> task) {
   ++self->tasks_;
-  auto ex = self->client_.get_executor();
-  asio::co_spawn(ex, std::move(task), [self = std::move(self)](std::exception_ptr e) {
+  spawn(std::move(task), [self = std::move(self)](std::exception_ptr e) {
     if (e) {
       log_task_exception("proxy", "tcp session task", e);
       self->end(CloseReason::Error, true);
@@ -31,10 +28,10 @@ void TcpSession::spawn(std::shared_ptr<TcpSession> self, awaitable<void> task) {
 void TcpSession::start(std::shared_ptr<TcpSession> self) {
   self->listener_.attach(*self);
   auto task = connect(self);
-  spawn(std::move(self), std::move(task));
+  spawn_task(std::move(self), std::move(task));
 }
 
-awaitable<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
+Task<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
   const auto& route = self->listener_.route();
   self->timer_.expires_after(route.connect_timeout);
   std::weak_ptr<TcpSession> weak = self;
@@ -42,13 +39,11 @@ awaitable<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
     if (ec) return;
     if (auto s = weak.lock(); s && !s->closed_ && s->open_pumps_ == 0) {
       s->connect_timed_out_ = true;
-      error_code ignored;
-      s->upstream_.close(ignored);
+      s->upstream_.close();
     }
   });
 
-  error_code ec;
-  co_await self->upstream_.async_connect(route.upstream, asio::redirect_error(use_awaitable, ec));
+  const error_code ec = co_await Socket::connect(self->listener_.poller(), route.upstream, self->upstream_);
   self->timer_.cancel();
   if (self->closed_) co_return;  // force-closed while connecting
   if (ec || self->connect_timed_out_) {
@@ -59,18 +54,16 @@ awaitable<void> TcpSession::connect(std::shared_ptr<TcpSession> self) {
     self->end(CloseReason::Error, true);
     co_return;
   }
-  self->client_.set_option(tcp::no_delay(true), ec);
-  self->upstream_.set_option(tcp::no_delay(true), ec);
-  self->client_.non_blocking(true, ec);
-  self->upstream_.non_blocking(true, ec);
+  self->client_.set_no_delay();
   self->touch();
   self->open_pumps_ = 2;
-  spawn(self, pump(self, Side::Client));
-  spawn(self, pump(self, Side::Upstream));
-  spawn(self, watchdog(self));
+  spawn_task(self, pump(self, Side::Client));
+  spawn_task(self, pump(self, Side::Upstream));
+  ++self->tasks_;
+  arm_watchdog(self);
 }
 
-awaitable<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
+Task<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
   const bool from_client = from_side == Side::Client;
   ListenerStats& stats = self->listener_.stats();
   const CloseReason from_reason = from_client ? CloseReason::Client : CloseReason::Upstream;
@@ -94,18 +87,21 @@ awaitable<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_sid
   if (--self->open_pumps_ == 0) self->end(self->reason_.value_or(from_reason), false);
 }
 
-awaitable<void> TcpSession::watchdog(std::shared_ptr<TcpSession> self) {
+void TcpSession::arm_watchdog(std::shared_ptr<TcpSession> self) {
   const auto idle = self->listener_.route().idle_timeout;
-  while (!self->closed_) {
-    self->timer_.expires_at(self->last_activity_ + idle);
-    error_code ec;
-    co_await self->timer_.async_wait(asio::redirect_error(use_awaitable, ec));
-    if (self->closed_) break;
-    if (std::chrono::steady_clock::now() - self->last_activity_ >= idle) {
+  self->timer_.expires_at(self->last_activity_ + idle);
+  TcpSession& s = *self;
+  s.timer_.async_wait([self = std::move(self), idle](const error_code&) mutable {
+    if (!self->closed_ && std::chrono::steady_clock::now() - self->last_activity_ >= idle) {
       spdlog::get("proxy")->debug("listener={} closing idle connection", self->listener_.route().name);
       self->end(CloseReason::IdleTimeout, false);
     }
-  }
+    if (self->closed_) {
+      self->task_done();
+      return;
+    }
+    arm_watchdog(std::move(self));
+  });
 }
 
 void TcpSession::force_close() { end(CloseReason::DrainForced, false); }
@@ -117,14 +113,13 @@ void TcpSession::end(CloseReason why, bool abortive) {
   }
   if (closed_) return;
   closed_ = true;
-  error_code ignored;
   timer_.cancel();
   if (abortive) {
-    abort_socket(client_);
-    abort_socket(upstream_);
+    client_.abort();
+    upstream_.abort();
   } else {
-    client_.close(ignored);
-    upstream_.close(ignored);
+    client_.close();
+    upstream_.close();
   }
 }
 

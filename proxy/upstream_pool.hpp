@@ -3,7 +3,7 @@
 #include <deque>
 #include <optional>
 
-#include "proxy/asio.hpp"
+#include "proxy/poller.hpp"
 
 namespace drainproxy::proxy {
 
@@ -16,9 +16,10 @@ class UpstreamPool {
   UpstreamPool(std::size_t max_idle, std::chrono::milliseconds idle_timeout)
       : max_idle_(max_idle), idle_timeout_(idle_timeout) {}
 
-  // A connection the app has not closed (checked with a non-blocking peek), or none.
-  std::optional<tcp::socket> take(time_point now);
-  void put(tcp::socket s, time_point now);
+  // A connection the app has not closed, or none. The poller saw any FIN or stray
+  // bytes as a readiness event, so the check costs a syscall only after one.
+  std::optional<Socket> take(time_point now);
+  void put(Socket s, time_point now);
   // Closes connections idle longer than the idle timeout.
   void expire(time_point now);
   void clear();
@@ -26,7 +27,7 @@ class UpstreamPool {
 
  private:
   struct Idle {
-    tcp::socket socket;
+    Socket socket;
     time_point since;
   };
   std::size_t max_idle_;

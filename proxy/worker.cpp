@@ -11,6 +11,7 @@ Worker::Worker(unsigned id, const drain::DrainDecision& drain)
     : id_(id),
       drain_(drain),
       ioc_(std::make_unique<asio::io_context>(1)),
+      poller_(std::make_unique<Poller>(*ioc_)),
       last_pong_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
 Worker::~Worker() {
@@ -18,17 +19,21 @@ Worker::~Worker() {
     ioc_->stop();
     thread_.join();
   }
-  // Acceptors go before their io_context; pending session frames are destroyed with
-  // the io_context while the listeners they unlink from still exist.
-  for (auto& l : listeners_) l->release_acceptor();
+  // Sockets go before the poller that watches them, and the poller before its
+  // io_context; the listeners outlive both, for anything that still unlinks from them.
+  for (auto& l : listeners_) l->release_sockets();
   tick_.reset();
+  poller_.reset();
   ioc_.reset();
   listeners_.clear();
 }
 
 void Worker::start() {
   guard_.emplace(ioc_->get_executor());
-  for (auto& l : listeners_) l->start();
+  poller_->start();
+  asio::post(*ioc_, [this] {
+    for (auto& l : listeners_) l->start();
+  });
   tick_ = std::make_unique<asio::steady_timer>(*ioc_);
   asio::co_spawn(*ioc_, housekeeping_loop(this),
                  [](std::exception_ptr e) { log_task_exception("proxy", "worker housekeeping", e); });
@@ -78,6 +83,9 @@ void Worker::shutdown(std::chrono::milliseconds max_wait) {
       l->force_close_all();
       l->upstreams().clear();
     }
+    // The closes above complete their pending operations from the io_context's queue;
+    // with the poller's wait gone the loop ends once those have run.
+    poller_->stop();
     guard_.reset();
   });
   // Normally the loop runs out of work at once; a stuck handler must not hang the exit.

@@ -8,6 +8,7 @@
 
 #include "proxy/asio.hpp"
 #include "proxy/listener.hpp"
+#include "proxy/poller.hpp"
 
 namespace drainproxy::proxy {
 
@@ -21,6 +22,7 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   asio::io_context& io() { return *ioc_; }
+  Poller& poller() { return *poller_; }
   void add_listener(std::unique_ptr<Listener> l) { listeners_.push_back(std::move(l)); }
 
   void start();
@@ -42,6 +44,7 @@ class Worker {
   const drain::DrainDecision& drain_;
   bool stopping_ = false;
   std::unique_ptr<asio::io_context> ioc_;
+  std::unique_ptr<Poller> poller_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<asio::steady_timer> tick_;

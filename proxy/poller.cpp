@@ -1,0 +1,420 @@
+#include "proxy/poller.hpp"
+#include "proxy/task.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <new>
+
+namespace drainproxy::proxy {
+
+// ---------------------------------------------------------------- coroutine frames
+
+namespace {
+
+constexpr std::size_t kFrameGranule = 64;
+constexpr std::size_t kFrameClasses = 64;  // frames up to 4 KiB are recycled
+constexpr std::size_t kMaxFreePerClass = 4096;
+
+struct FreeFrame {
+  FreeFrame* next;
+};
+
+struct FrameCache {
+  std::array<FreeFrame*, kFrameClasses> heads{};
+  std::array<std::size_t, kFrameClasses> counts{};
+  ~FrameCache() {
+    for (FreeFrame* f : heads) {
+      while (f) {
+        FreeFrame* next = f->next;
+        ::operator delete(f);
+        f = next;
+      }
+    }
+  }
+};
+
+thread_local FrameCache frame_cache;
+
+std::size_t frame_class(std::size_t size) { return (size + kFrameGranule - 1) / kFrameGranule; }
+
+}  // namespace
+
+void* frame_allocate(std::size_t size) {
+  const std::size_t c = frame_class(size);
+  if (c < kFrameClasses) {
+    if (FreeFrame* f = frame_cache.heads[c]) {
+      frame_cache.heads[c] = f->next;
+      --frame_cache.counts[c];
+      return f;
+    }
+    return ::operator new(c * kFrameGranule);
+  }
+  return ::operator new(size);
+}
+
+void frame_deallocate(void* p, std::size_t size) noexcept {
+  const std::size_t c = frame_class(size);
+  if (c < kFrameClasses && frame_cache.counts[c] < kMaxFreePerClass) {
+    auto* f = static_cast<FreeFrame*>(p);
+    f->next = frame_cache.heads[c];
+    frame_cache.heads[c] = f;
+    ++frame_cache.counts[c];
+    return;
+  }
+  ::operator delete(p);
+}
+
+// ---------------------------------------------------------------- poller
+
+namespace {
+
+error_code last_error() { return error_code(errno, boost::system::system_category()); }
+
+bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+
+}  // namespace
+
+Poller::Poller(asio::io_context& io) : io_(io), desc_(io) {
+  ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep_ < 0) throw boost::system::system_error(last_error(), "epoll_create1");
+  desc_.assign(ep_);
+}
+
+Poller::~Poller() {
+  error_code ignored;
+  desc_.close(ignored);  // closes ep_
+}
+
+void Poller::start() {
+  stopped_ = false;
+  arm();
+}
+
+void Poller::stop() {
+  stopped_ = true;
+  error_code ignored;
+  desc_.cancel(ignored);
+}
+
+void Poller::arm() {
+  if (stopped_) return;
+  desc_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    if (!ec) run_ready();
+  });
+}
+
+void Poller::run_ready() {
+  std::array<epoll_event, 256> events;
+  const int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 0);
+  for (int i = 0; i < n; ++i) {
+    const auto index = static_cast<std::uint32_t>(events[i].data.u64);
+    const auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
+    // A socket closed earlier in this batch frees its slot: its event is stale.
+    if (index >= slots_.size() || slots_[index].generation != generation) continue;
+    if (Socket* s = slots_[index].socket) s->on_event(events[i].events);
+  }
+  if (n == static_cast<int>(events.size())) {
+    // More may be waiting: come back after whatever else the io_context has queued.
+    asio::post(io_, [this] { run_ready(); });
+    return;
+  }
+  arm();
+}
+
+void Poller::defer(IoOp* op) {
+  asio::post(io_, [op] { op->complete(); });
+}
+
+std::uint32_t Poller::attach(Socket* s, int fd, error_code& ec) {
+  std::uint32_t index;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<std::uint32_t>(slots_.size());
+    slots_.push_back(Slot{});
+  }
+  Slot& slot = slots_[index];
+  slot.socket = s;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = (static_cast<std::uint64_t>(slot.generation) << 32) | index;
+  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    ec = last_error();
+    detach(index);
+  }
+  return index;
+}
+
+void Poller::detach(std::uint32_t index) {
+  Slot& slot = slots_[index];
+  slot.socket = nullptr;
+  ++slot.generation;
+  free_slots_.push_back(index);
+}
+
+// ---------------------------------------------------------------- socket
+
+Socket::Socket(Poller& poller, int fd, error_code& ec) : poller_(&poller), fd_(fd) {
+  slot_ = poller.attach(this, fd, ec);
+  if (ec) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+Socket::Socket(Socket&& o) noexcept
+    : poller_(o.poller_),
+      fd_(std::exchange(o.fd_, -1)),
+      slot_(o.slot_),
+      readable_(o.readable_),
+      writable_(o.writable_),
+      peer_closed_(o.peer_closed_) {
+  // Only idle sockets move (into and out of the app connection pool).
+  if (fd_ >= 0) poller_->rebind(slot_, this);
+}
+
+Socket& Socket::operator=(Socket&& o) noexcept {
+  if (this != &o) {
+    close();
+    poller_ = o.poller_;
+    fd_ = std::exchange(o.fd_, -1);
+    slot_ = o.slot_;
+    readable_ = o.readable_;
+    writable_ = o.writable_;
+    peer_closed_ = o.peer_closed_;
+    if (fd_ >= 0) poller_->rebind(slot_, this);
+  }
+  return *this;
+}
+
+void Socket::cancel_ops() {
+  IoOp* ops[2] = {std::exchange(reader_, nullptr), std::exchange(writer_, nullptr)};
+  for (IoOp* op : ops) {
+    if (!op) continue;
+    op->ec = asio::error::operation_aborted;
+    poller_->defer(op);
+  }
+}
+
+void Socket::cancel() {
+  if (fd_ >= 0) cancel_ops();
+}
+
+void Socket::close() {
+  if (fd_ < 0) return;
+  cancel_ops();
+  poller_->detach(slot_);
+  ::close(fd_);  // also removes it from the epoll set
+  fd_ = -1;
+}
+
+void Socket::abort() {
+  if (fd_ < 0) return;
+  const linger l{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close();
+}
+
+void Socket::shutdown_send() {
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
+}
+
+void Socket::set_no_delay() {
+  const int one = 1;
+  if (fd_ >= 0) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+std::size_t Socket::recv(void* data, std::size_t size, error_code& ec) {
+  ec.clear();
+  if (fd_ < 0) {
+    ec = asio::error::bad_descriptor;
+    return 0;
+  }
+  for (;;) {
+    const ssize_t n = ::recv(fd_, data, size, 0);
+    if (n > 0) {
+      // A short read took everything the kernel had: wait for the next edge.
+      if (static_cast<std::size_t>(n) < size && !peer_closed_) readable_ = false;
+      return static_cast<std::size_t>(n);
+    }
+    if (n == 0) {
+      if (size > 0) ec = asio::error::eof;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (would_block(errno)) {
+      readable_ = false;
+      ec = asio::error::would_block;
+    } else {
+      ec = last_error();
+    }
+    return 0;
+  }
+}
+
+int Socket::accept(sockaddr_storage& peer, error_code& ec) {
+  ec.clear();
+  if (fd_ < 0) {
+    ec = asio::error::bad_descriptor;
+    return -1;
+  }
+  for (;;) {
+    socklen_t len = sizeof peer;
+    const int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno == EINTR) continue;
+    if (would_block(errno)) {
+      readable_ = false;
+      ec = asio::error::would_block;
+    } else {
+      ec = last_error();
+    }
+    return -1;
+  }
+}
+
+bool Socket::idle_intact() {
+  if (fd_ < 0) return false;
+  if (!readable_) return true;
+  char c;
+  const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && would_block(errno)) {
+    readable_ = false;
+    return true;
+  }
+  return false;
+}
+
+bool Socket::start_read(IoOp& op) {
+  if (fd_ < 0) {
+    op.ec = asio::error::bad_descriptor;
+    return true;
+  }
+  if (readable_ && op.perform(*this)) return true;
+  reader_ = &op;
+  return false;
+}
+
+bool Socket::start_write(IoOp& op) {
+  if (fd_ < 0) {
+    op.ec = asio::error::bad_descriptor;
+    return true;
+  }
+  if (writable_ && op.perform(*this)) return true;
+  writer_ = &op;
+  return false;
+}
+
+void Socket::on_event(std::uint32_t events) {
+  IoOp* done_read = nullptr;
+  IoOp* done_write = nullptr;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    readable_ = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_closed_ = true;
+    if (reader_ && reader_->perform(*this)) done_read = std::exchange(reader_, nullptr);
+  }
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+    writable_ = true;
+    if (writer_ && writer_->perform(*this)) done_write = std::exchange(writer_, nullptr);
+  }
+  // Completions last: a resumed coroutine may close or destroy this socket.
+  if (done_write) done_write->complete();
+  if (done_read) done_read->complete();
+}
+
+bool Socket::ReadSome::perform(Socket& sock) {
+  bytes = sock.recv(data, size, ec);
+  return ec != asio::error::would_block;
+}
+
+Socket::WriteAll::WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn)
+    : s(sock), iov{iovec{const_cast<void*>(a), an}, iovec{const_cast<void*>(b), bn}}, count(bn > 0 ? 2 : 1) {}
+
+bool Socket::WriteAll::perform(Socket& sock) {
+  for (;;) {
+    int first = 0;
+    while (first < count && iov[first].iov_len == 0) ++first;
+    if (first == count) return true;
+    msghdr msg{};
+    msg.msg_iov = &iov[first];
+    msg.msg_iovlen = static_cast<std::size_t>(count - first);
+    const ssize_t n = ::sendmsg(sock.fd_, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (would_block(errno)) {
+        sock.writable_ = false;
+        return false;
+      }
+      ec = last_error();
+      return true;
+    }
+    bytes += static_cast<std::size_t>(n);
+    auto left = static_cast<std::size_t>(n);
+    for (int i = first; i < count && left > 0; ++i) {
+      const std::size_t take = std::min(left, iov[i].iov_len);
+      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + take;
+      iov[i].iov_len -= take;
+      left -= take;
+    }
+  }
+}
+
+Socket::Connect::Connect(Poller& poller, const tcp::endpoint& ep, Socket& out) : s(out) {
+  out.close();
+  const int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ec = last_error();
+    done_ = true;
+    return;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int rc;
+  do {
+    rc = ::connect(fd, ep.data(), static_cast<socklen_t>(ep.size()));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EINPROGRESS) {
+    ec = last_error();
+    ::close(fd);
+    done_ = true;
+    return;
+  }
+  // Registered after connect(): an unconnected socket polls as writable-and-hung-up.
+  out = Socket(poller, fd, ec);
+  if (ec) {
+    done_ = true;
+    return;
+  }
+  out.writable_ = rc == 0;
+  done_ = rc == 0;
+}
+
+bool Socket::Connect::perform(Socket& sock) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(sock.fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) ec = error_code(err, boost::system::system_category());
+  return true;
+}
+
+std::string peer_address(const sockaddr_storage& sa) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (sa.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(sa);
+    if (::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text)) return text;
+  } else if (sa.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(sa);
+    if (::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text)) return text;
+  }
+  return {};
+}
+
+}  // namespace drainproxy::proxy

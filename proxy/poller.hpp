@@ -1,0 +1,220 @@
+#pragma once
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <array>
+#include <coroutine>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proxy/asio.hpp"
+
+namespace drainproxy::proxy {
+
+class Socket;
+
+struct IoResult {
+  std::size_t bytes = 0;
+  error_code ec;  // eof at the end of the stream, operation_aborted when cancelled or closed
+};
+
+// A pending read, write or wait on a Socket. perform() is called when the socket
+// may be ready and returns true once the operation has its result; complete()
+// then hands the result to whoever waits.
+class IoOp {
+ public:
+  virtual bool perform(Socket& s) = 0;
+  virtual void complete() = 0;
+
+  error_code ec;
+  std::size_t bytes = 0;
+
+ protected:
+  ~IoOp() = default;
+};
+
+// The data path's event loop: an edge-triggered epoll set per worker, nested in the
+// worker's io_context (which still runs accept backoff, timers and control posts).
+//
+// Why not asio's socket operations: asio does not remember readiness between
+// operations, so every read is first tried speculatively (one failing recv per
+// response) and every wait re-arms the descriptor (one epoll_ctl per request).
+// Here a socket remembers what the kernel last said — a short read means the
+// receive queue is empty, EAGAIN on send means the send buffer is full — and the
+// next edge-triggered event is the only thing that changes it. A keep-alive request
+// then costs exactly its four data syscalls plus a share of epoll_wait.
+class Poller {
+ public:
+  explicit Poller(asio::io_context& io);
+  ~Poller();
+  Poller(const Poller&) = delete;
+  Poller& operator=(const Poller&) = delete;
+
+  void start();
+  // Stops waiting for events, so the io_context can run out of work.
+  void stop();
+  asio::io_context& io() { return io_; }
+
+  // Completes `op` from the io_context's queue instead of the current call stack:
+  // used where the caller may be iterating over what the completion would change.
+  void defer(IoOp* op);
+
+ private:
+  friend class Socket;
+  struct Slot {
+    Socket* socket = nullptr;
+    std::uint32_t generation = 0;
+  };
+  std::uint32_t attach(Socket* s, int fd, error_code& ec);
+  void rebind(std::uint32_t slot, Socket* s) { slots_[slot].socket = s; }
+  void detach(std::uint32_t slot);
+  void arm();
+  void run_ready();
+
+  asio::io_context& io_;
+  int ep_ = -1;
+  asio::posix::stream_descriptor desc_;
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_slots_;
+  bool stopped_ = false;
+};
+
+// A non-blocking TCP socket registered with a Poller. Move-only; closing it
+// completes pending operations with operation_aborted (from the io_context queue).
+class Socket {
+ public:
+  Socket() = default;
+  // Takes ownership of a connected, non-blocking descriptor.
+  Socket(Poller& poller, int fd, error_code& ec);
+  Socket(Socket&& o) noexcept;
+  Socket& operator=(Socket&& o) noexcept;
+  ~Socket() { close(); }
+
+  bool is_open() const { return fd_ >= 0; }
+  int native_handle() const { return fd_; }
+  Poller* poller() const { return poller_; }
+  // Whether the kernel may have bytes for us (false after EAGAIN or a short read).
+  bool maybe_readable() const { return readable_; }
+
+  void close();
+  // Closes with RST: the peer sees a failure, not a clean end of stream.
+  void abort();
+  // Completes pending operations with operation_aborted; the socket stays open.
+  void cancel();
+  void shutdown_send();
+  void set_no_delay();
+
+  // Synchronous, non-blocking receive. `would_block` when nothing is there.
+  std::size_t recv(void* data, std::size_t size, error_code& ec);
+  // For a listening socket: a new non-blocking connection, or -1 (ec would_block when none is queued).
+  int accept(sockaddr_storage& peer, error_code& ec);
+  // For an idle pooled connection: true unless the peer closed it or sent bytes
+  // nobody asked for. Free while no event was seen since the last short read.
+  bool idle_intact();
+
+  // Starts `op`: performs it now when the socket is ready, else parks it until an
+  // event makes it ready. Returns true when it completed at once (complete() is
+  // not called then).
+  bool start_read(IoOp& op);
+  bool start_write(IoOp& op);
+
+  // co_await-able operations.
+  struct ReadSome;
+  struct WriteAll;
+  struct WaitReadable;
+  struct Connect;
+  ReadSome read_some(void* data, std::size_t size);
+  WriteAll write_all(const void* a, std::size_t a_size, const void* b = nullptr, std::size_t b_size = 0);
+  WaitReadable wait_readable();
+
+  // Connects a new socket to `ep`: `co_await Socket::connect(poller, ep, socket)`.
+  static Connect connect(Poller& poller, const tcp::endpoint& ep, Socket& out);
+
+ private:
+  friend class Poller;
+  void on_event(std::uint32_t events);
+  void cancel_ops();
+
+  Poller* poller_ = nullptr;
+  int fd_ = -1;
+  std::uint32_t slot_ = 0;
+  bool readable_ = false;  // an edge arrives for bytes that are already there when registering
+  bool writable_ = true;
+  // The peer's FIN (or an error) was seen: a short read no longer means "wait for
+  // an edge", because no further edge comes for an end of stream already queued.
+  bool peer_closed_ = false;
+  IoOp* reader_ = nullptr;
+  IoOp* writer_ = nullptr;
+};
+
+// An operation awaited by a coroutine: resumes it on completion.
+class CoroOp : public IoOp {
+ public:
+  void complete() override { waiter_.resume(); }
+
+ protected:
+  ~CoroOp() = default;
+  std::coroutine_handle<> waiter_;
+};
+
+struct Socket::ReadSome final : CoroOp {
+  Socket& s;
+  void* data;
+  std::size_t size;
+  ReadSome(Socket& sock, void* d, std::size_t n) : s(sock), data(d), size(n) {}
+  bool perform(Socket& sock) override;
+  bool await_ready() { return s.start_read(*this); }
+  void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
+  IoResult await_resume() const { return {bytes, ec}; }
+};
+
+struct Socket::WriteAll final : CoroOp {
+  Socket& s;
+  std::array<iovec, 2> iov;
+  int count;
+  WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn);
+  bool perform(Socket& sock) override;
+  bool await_ready() { return s.start_write(*this); }
+  void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
+  IoResult await_resume() const { return {bytes, ec}; }
+};
+
+struct Socket::WaitReadable final : CoroOp {
+  Socket& s;
+  explicit WaitReadable(Socket& sock) : s(sock) {}
+  bool perform(Socket& sock) override { return sock.readable_; }
+  bool await_ready() { return s.start_read(*this); }
+  void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
+  error_code await_resume() const { return ec; }
+};
+
+struct Socket::Connect final : CoroOp {
+  Socket& s;
+  Connect(Poller& poller, const tcp::endpoint& ep, Socket& out);
+  bool perform(Socket& sock) override;
+  bool await_ready() { return done_ || s.start_write(*this); }
+  void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
+  error_code await_resume() {
+    // A failed connect leaves nothing half-open behind.
+    if (ec) s.close();
+    return ec;
+  }
+
+ private:
+  bool done_ = false;
+};
+
+inline Socket::ReadSome Socket::read_some(void* data, std::size_t size) { return ReadSome(*this, data, size); }
+inline Socket::WriteAll Socket::write_all(const void* a, std::size_t an, const void* b, std::size_t bn) {
+  return WriteAll(*this, a, an, b, bn);
+}
+inline Socket::WaitReadable Socket::wait_readable() { return WaitReadable(*this); }
+inline Socket::Connect Socket::connect(Poller& poller, const tcp::endpoint& ep, Socket& out) {
+  return Connect(poller, ep, out);
+}
+
+// The peer's address as text ("" when unknown).
+std::string peer_address(const sockaddr_storage& sa);
+
+}  // namespace drainproxy::proxy
