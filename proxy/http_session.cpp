@@ -535,7 +535,7 @@ Task<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from
   ListenerStats& stats = self->listener_.stats();
   error_code ec;
   const PumpEnd how = co_await pump_bytes(from_client ? self->client_ : self->upstream_,
-                                          from_client ? self->upstream_ : self->client_, self->listener_.buffers(),
+                                          from_client ? self->upstream_ : self->client_, self->listener_.buffers(), nullptr,
                                           from_client ? &stats.bytes_rx : nullptr,
                                           from_client ? nullptr : &stats.bytes_tx, self->last_activity_, ec);
   const CloseReason source = from_client ? CloseReason::Client : CloseReason::Upstream;

@@ -7,6 +7,7 @@
 #include "proxy/buffer_pool.hpp"
 #include "proxy/connection_limiter.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/pipe_pool.hpp"
 #include "proxy/poller.hpp"
 #include "proxy/route.hpp"
 #include "proxy/session.hpp"
@@ -55,6 +56,7 @@ class Listener {
   const drain::DrainDecision& drain() const { return drain_; }
   ExchangePool& exchanges() { return exchanges_; }
   BufferPool& buffers() { return buffers_; }
+  PipePool& pipes() { return pipes_; }
   UpstreamPool& upstreams() { return upstreams_; }
   void attach(Session& s) { sessions_.push_back(s); }
   void mark_idle(IdleConnection& c) {
@@ -94,6 +96,7 @@ class Listener {
   IdleList busy_;
   ExchangePool exchanges_;
   BufferPool buffers_;
+  PipePool pipes_;
   UpstreamPool upstreams_;
   bool closing_idle_ = false;
   std::size_t idle_closes_per_tick_ = 1;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -252,6 +253,44 @@ std::size_t Socket::recv(void* data, std::size_t size, error_code& ec) {
     if (errno == EINTR) continue;
     if (would_block(errno)) {
       readable_ = false;
+      ec = asio::error::would_block;
+    } else {
+      ec = last_error();
+    }
+    return 0;
+  }
+}
+
+std::size_t Socket::splice_in(int pipe_write, std::size_t max, error_code& ec) {
+  ec.clear();
+  for (;;) {
+    const ssize_t n = ::splice(fd_, nullptr, pipe_write, nullptr, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) return static_cast<std::size_t>(n);
+    if (n == 0) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (would_block(errno)) {
+      // EAGAIN from splice may also mean the pipe is full; the caller empties it first,
+      // so here it is the socket.
+      readable_ = false;
+      ec = asio::error::would_block;
+    } else {
+      ec = last_error();
+    }
+    return 0;
+  }
+}
+
+std::size_t Socket::splice_out(int pipe_read, std::size_t max, error_code& ec) {
+  ec.clear();
+  for (;;) {
+    const ssize_t n = ::splice(pipe_read, nullptr, fd_, nullptr, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    if (would_block(errno)) {
+      writable_ = false;
       ec = asio::error::would_block;
     } else {
       ec = last_error();

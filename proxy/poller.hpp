@@ -107,6 +107,11 @@ class Socket {
 
   // Synchronous, non-blocking receive. `would_block` when nothing is there.
   std::size_t recv(void* data, std::size_t size, error_code& ec);
+  // Zero-copy relay through a pipe: bytes from this socket into `pipe_write`, and
+  // from `pipe_read` into this socket. Same conventions as recv(); a short splice
+  // proves nothing about the socket being drained, so only EAGAIN clears readiness.
+  std::size_t splice_in(int pipe_write, std::size_t max, error_code& ec);
+  std::size_t splice_out(int pipe_read, std::size_t max, error_code& ec);
   // For a listening socket: a new non-blocking connection, or -1 (ec would_block when none is queued).
   int accept(sockaddr_storage& peer, error_code& ec);
   // For an idle pooled connection: true unless the peer closed it or sent bytes
@@ -123,10 +128,12 @@ class Socket {
   struct ReadSome;
   struct WriteAll;
   struct WaitReadable;
+  struct WaitWritable;
   struct Connect;
   ReadSome read_some(void* data, std::size_t size);
   WriteAll write_all(const void* a, std::size_t a_size, const void* b = nullptr, std::size_t b_size = 0);
   WaitReadable wait_readable();
+  WaitWritable wait_writable();
 
   // Connects a new socket to `ep`: `co_await Socket::connect(poller, ep, socket)`.
   static Connect connect(Poller& poller, const tcp::endpoint& ep, Socket& out);
@@ -189,6 +196,15 @@ struct Socket::WaitReadable final : CoroOp {
   error_code await_resume() const { return ec; }
 };
 
+struct Socket::WaitWritable final : CoroOp {
+  Socket& s;
+  explicit WaitWritable(Socket& sock) : s(sock) {}
+  bool perform(Socket& sock) override { return sock.writable_; }
+  bool await_ready() { return s.start_write(*this); }
+  void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
+  error_code await_resume() const { return ec; }
+};
+
 struct Socket::Connect final : CoroOp {
   Socket& s;
   Connect(Poller& poller, const tcp::endpoint& ep, Socket& out);
@@ -210,6 +226,7 @@ inline Socket::WriteAll Socket::write_all(const void* a, std::size_t an, const v
   return WriteAll(*this, a, an, b, bn);
 }
 inline Socket::WaitReadable Socket::wait_readable() { return WaitReadable(*this); }
+inline Socket::WaitWritable Socket::wait_writable() { return WaitWritable(*this); }
 inline Socket::Connect Socket::connect(Poller& poller, const tcp::endpoint& ep, Socket& out) {
   return Connect(poller, ep, out);
 }

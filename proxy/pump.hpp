@@ -6,6 +6,7 @@
 #include "proxy/poller.hpp"
 #include "proxy/task.hpp"
 #include "proxy/buffer_pool.hpp"
+#include "proxy/pipe_pool.hpp"
 #include "proxy/stats.hpp"
 
 namespace drainproxy::proxy {
@@ -20,10 +21,12 @@ enum class PumpEnd : std::uint8_t {
 // sessions and HTTP upgrade tunnels. A buffer is borrowed from `pool` only while
 // data is moving: reads are tried without blocking, and an empty socket is waited
 // on without a buffer. The sockets, pool, counters and activity stamp belong to the
-// caller, which outlives this coroutine.
-Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, Counter* read_bytes,
-                              Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
-                              error_code& ec);
+// caller, which outlives this coroutine. With `pipes`, bytes move by splice(2)
+// through a borrowed pipe, never through user space; without (or when no pipe can
+// be made), through a borrowed buffer.
+Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* pipes, Counter* read_bytes,
+                         Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
+                         error_code& ec);
 
 inline bool is_peer_gone(const error_code& ec) {
   return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe;

@@ -71,7 +71,7 @@ Task<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
   error_code ec;
   const PumpEnd how = co_await pump_bytes(
       from_client ? self->client_ : self->upstream_, from_client ? self->upstream_ : self->client_,
-      self->listener_.buffers(), from_client ? &stats.bytes_rx : nullptr,
+      self->listener_.buffers(), &self->listener_.pipes(), from_client ? &stats.bytes_rx : nullptr,
       from_client ? nullptr : &stats.bytes_tx, self->last_activity_, ec);
   switch (how) {
     case PumpEnd::SourceEof:
