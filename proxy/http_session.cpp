@@ -20,6 +20,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kLingerTime = std::chrono::seconds(1);
+// Response bodies at least this long (and of known length) are relayed by splice(2).
+constexpr std::uint64_t kSpliceMinBytes = 64 * 1024;
+constexpr std::size_t kSpliceChunk = 256 * 1024;
 
 std::string_view status_text(unsigned status) {
   switch (status) {
@@ -457,6 +460,12 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
       upstream_clean = true;
       co_return true;
     }
+    if (framing == http::Framing::ContentLength && left >= kSpliceMinBytes && x.out.empty()) {
+      // A large body of known length: kernel to kernel, never more than `left` bytes.
+      if (!co_await splice_response_body(left)) co_return false;
+      upstream_clean = true;
+      co_return true;
+    }
     error_code ec;
     if (!co_await read_some(upstream_, x.out, ec)) {
       if (framing == http::Framing::UntilClose && ec == asio::error::eof) co_return true;
@@ -464,6 +473,63 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
       co_return false;
     }
   }
+}
+
+Task<bool> HttpSession::splice_response_body(std::uint64_t left) {
+  PipePool& pipes = listener_.pipes();
+  PipePool::Pipe pipe = pipes.acquire();
+  std::size_t pending = 0;  // in the pipe, not yet sent to the client
+  error_code ec;
+  bool ok = false;
+  while (pipe) {
+    if (pending == 0) {
+      if (left == 0) {
+        ok = true;
+        break;
+      }
+      if (!upstream_.maybe_readable()) {
+        ec = co_await upstream_.wait_readable();
+        if (ec) break;
+      }
+      pending = upstream_.splice_in(pipe.write, static_cast<std::size_t>(std::min<std::uint64_t>(left, kSpliceChunk)), ec);
+      if (ec == asio::error::would_block) continue;
+      if (ec) break;
+      left -= pending;
+      last_activity_ = Clock::now();
+      continue;
+    }
+    const std::size_t n = client_.splice_out(pipe.read, pending, ec);
+    if (ec == asio::error::would_block || (!ec && n == 0)) {
+      ec = co_await client_.wait_writable();
+      if (ec) {
+        if (!reason_) reason_ = expired_ != Deadline::None ? CloseReason::IdleTimeout : CloseReason::Client;
+        break;
+      }
+      continue;
+    }
+    if (ec) {
+      if (!reason_) reason_ = expired_ != Deadline::None ? CloseReason::IdleTimeout : CloseReason::Client;
+      break;
+    }
+    pending -= n;
+    listener_.stats().bytes_tx.add(n);
+    last_activity_ = Clock::now();
+  }
+  if (!pipe) {
+    // No pipe to be had (out of descriptors): copy through the exchange buffer.
+    Exchange& x = *x_;
+    while (left > 0) {
+      if (!co_await read_some(upstream_, x.out, ec)) break;
+      const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(left, x.out.size()));
+      if (!co_await write_client(asio::buffer(x.out.data(), take))) co_return false;
+      x.out.consume(take);
+      left -= take;
+    }
+    ok = left == 0;
+  }
+  pipes.release(pipe, pending == 0);
+  if (!ok && !reason_) reason_ = expired_ != Deadline::None ? CloseReason::IdleTimeout : CloseReason::Upstream;
+  co_return ok;
 }
 
 Task<HttpSession::Outcome> HttpSession::reject(unsigned status, std::string_view reason) {

@@ -63,6 +63,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   Task<bool> relay_request_body();
   Task<bool> read_response_head();
   Task<bool> relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean);
+  Task<bool> splice_response_body(std::uint64_t left);
   Task<Outcome> reject(unsigned status, std::string_view reason);
   Task<void> linger_close();
   Task<void> tunnel();

@@ -26,21 +26,39 @@ namespace detail {
 struct TaskPromiseBase : FrameAllocated {
   std::coroutine_handle<> continuation;
   std::exception_ptr error;
+  bool running_inline = false;  // started from the awaiter's await_suspend, which is still on the stack
+  bool done = false;
 
   std::suspend_always initial_suspend() noexcept { return {}; }
   struct FinalAwaiter {
     bool await_ready() noexcept { return false; }
     template <typename P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      // Symmetric transfer: the awaiting coroutine resumes without growing the stack.
-      auto next = h.promise().continuation;
-      return next ? next : std::noop_coroutine();
+      auto& p = h.promise();
+      p.done = true;
+      // Finished without ever suspending: the awaiter's await_suspend returns false
+      // and its coroutine simply goes on, so a loop of such awaits never nests.
+      if (p.running_inline) return std::noop_coroutine();
+      // Finished later, from an event: resume the awaiter.
+      return p.continuation ? p.continuation : std::noop_coroutine();
     }
     void await_resume() noexcept {}
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
   void unhandled_exception() noexcept { error = std::current_exception(); }
 };
+
+// Starts `h` on the current stack; true when the awaiter must suspend (the task
+// suspended and will resume it), false when the task already finished.
+template <typename P>
+bool start_inline(std::coroutine_handle<P> h, std::coroutine_handle<> awaiting) {
+  auto& p = h.promise();
+  p.continuation = awaiting;
+  p.running_inline = true;
+  h.resume();
+  p.running_inline = false;
+  return !p.done;
+}
 
 }  // namespace detail
 
@@ -67,10 +85,7 @@ class [[nodiscard]] Task {
   }
 
   bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-    h_.promise().continuation = awaiting;
-    return h_;
-  }
+  bool await_suspend(std::coroutine_handle<> awaiting) { return detail::start_inline(h_, awaiting); }
   T await_resume() {
     if (h_.promise().error) std::rethrow_exception(h_.promise().error);
     return std::move(*h_.promise().value);
@@ -97,10 +112,7 @@ class [[nodiscard]] Task<void> {
   }
 
   bool await_ready() const noexcept { return false; }
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-    h_.promise().continuation = awaiting;
-    return h_;
-  }
+  bool await_suspend(std::coroutine_handle<> awaiting) { return detail::start_inline(h_, awaiting); }
   void await_resume() {
     if (h_.promise().error) std::rethrow_exception(h_.promise().error);
   }

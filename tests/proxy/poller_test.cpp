@@ -1,0 +1,983 @@
+#include "proxy/poller.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "proxy/task.hpp"
+
+namespace drainproxy::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// What a spawned task left behind: its I/O result and how spawn() ended.
+struct Outcome {
+  bool done = false;
+  IoResult result;
+  std::exception_ptr error;
+};
+
+void start(Task<void> task, Outcome& out) {
+  spawn(std::move(task), [&out](std::exception_ptr e) {
+    out.error = e;
+    out.done = true;
+  });
+}
+
+Task<void> read_into(Socket& s, void* data, std::size_t size, Outcome& out) {
+  out.result = co_await s.read_some(data, size);
+}
+
+Task<void> write_from(Socket& s, const void* a, std::size_t a_size, const void* b, std::size_t b_size, Outcome& out) {
+  out.result = co_await s.write_all(a, a_size, b, b_size);
+}
+
+Task<void> wait_for_bytes(Socket& s, Outcome& out) { out.result.ec = co_await s.wait_readable(); }
+
+Task<void> connect_to(Poller& poller, tcp::endpoint ep, Socket& socket, Outcome& out) {
+  out.result.ec = co_await Socket::connect(poller, ep, socket);
+}
+
+// Blocks (bounded, in the kernel) until `fd` reports one of `events`: used to know the
+// peer's bytes or FIN have arrived before the poller is allowed to see them.
+bool kernel_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  return ::poll(&p, 1, 3000) == 1 && (p.revents & events) != 0;
+}
+
+std::vector<char> pattern(std::size_t size, unsigned seed) {
+  std::vector<char> v(size);
+  for (std::size_t i = 0; i < size; ++i) v[i] = static_cast<char>((i * 131 + seed + (i >> 12)) % 251);
+  return v;
+}
+
+class PollerFixture : public ::testing::Test {
+ protected:
+  PollerFixture() : poller_(ioc_), acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    poller_.start();
+  }
+  // Only stops: pending completions of a failed test are dropped with the io_context,
+  // never run against the test body's locals.
+  ~PollerFixture() override { poller_.stop(); }
+
+  // A loopback connection: the client side as a Socket, the server side in `server`.
+  Socket connect(tcp::socket& server) {
+    tcp::socket c(ioc_);
+    c.connect(acceptor_.local_endpoint());
+    server = acceptor_.accept();
+    c.non_blocking(true);
+    error_code ec;
+    Socket s(poller_, c.release(), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    return s;
+  }
+
+  // Runs the io_context until `pred` holds; false when it did not within `limit`.
+  template <typename Pred>
+  bool run_until(Pred pred, Clock::duration limit = 5s) {
+    const auto deadline = Clock::now() + limit;
+    while (!pred()) {
+      if (Clock::now() >= deadline) return false;
+      if (ioc_.stopped()) ioc_.restart();
+      ioc_.run_one_for(10ms);
+    }
+    return true;
+  }
+
+  // Runs everything that is ready now, without waiting.
+  void settle() {
+    if (ioc_.stopped()) ioc_.restart();
+    ioc_.poll();
+  }
+
+  asio::io_context ioc_;
+  Poller poller_;
+  tcp::acceptor acceptor_;
+};
+
+using SocketTest = PollerFixture;
+using PollerTest = PollerFixture;
+
+// ---------------------------------------------------------------- reads
+
+TEST_F(SocketTest, ShortReadClearsReadinessAndTheNextReadParksUntilMoreArrives) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  asio::write(server, asio::buffer("hello", 5));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); })) << "the poller never reported the bytes";
+
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);
+  ASSERT_TRUE(first.done) << "bytes were there: the read completes at once";
+  EXPECT_FALSE(first.result.ec) << first.result.ec.message();
+  EXPECT_EQ(first.result.bytes, 5u);
+  EXPECT_EQ(std::string(buf, 5), "hello");
+  EXPECT_FALSE(s.maybe_readable()) << "a short read took everything the kernel had";
+
+  Outcome second;
+  start(read_into(s, buf, sizeof buf, second), second);
+  settle();
+  EXPECT_FALSE(second.done) << "nothing to read: the read must park";
+
+  asio::write(server, asio::buffer("world!", 6));
+  ASSERT_TRUE(run_until([&] { return second.done; })) << "the parked read never completed";
+  EXPECT_FALSE(second.error);
+  EXPECT_FALSE(second.result.ec) << second.result.ec.message();
+  EXPECT_EQ(second.result.bytes, 6u);
+  EXPECT_EQ(std::string(buf, 6), "world!");
+}
+
+TEST_F(SocketTest, ReadThatFillsTheBufferKeepsReadinessAndFindsTheRest) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  asio::write(server, asio::buffer("0123456789", 10));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+
+  char buf[4] = {};
+  std::string got;
+  for (int i = 0; i < 3; ++i) {
+    Outcome r;
+    start(read_into(s, buf, sizeof buf, r), r);
+    ASSERT_TRUE(r.done) << "read " << i << " should find bytes without a new event";
+    ASSERT_FALSE(r.result.ec) << r.result.ec.message();
+    got.append(buf, r.result.bytes);
+  }
+  EXPECT_EQ(got, "0123456789");
+  EXPECT_FALSE(s.maybe_readable()) << "the last read (2 of 4 bytes) was short";
+}
+
+TEST_F(SocketTest, ParkedReadCompletesWhenThePeerSendsDataAndFin) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);
+  settle();
+  ASSERT_FALSE(first.done);
+
+  asio::write(server, asio::buffer("bye", 3));
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(run_until([&] { return first.done; }));
+  EXPECT_FALSE(first.result.ec) << first.result.ec.message();
+  EXPECT_EQ(first.result.bytes, 3u);
+
+  Outcome second;
+  start(read_into(s, buf, sizeof buf, second), second);
+  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "the end of stream was lost";
+  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+  EXPECT_EQ(second.result.bytes, 0u);
+}
+
+// Regression: the peer's bytes and FIN arrive together before anyone reads. The one
+// edge reports both; a short read must not wait for another edge, since none comes.
+TEST_F(SocketTest, DataAndFinBeforeTheFirstReadEndWithEofNotAHang) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  settle();  // the registration's own event
+  asio::write(server, asio::buffer("last words", 10));
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP)) << "the FIN did not arrive";
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);
+  ASSERT_TRUE(run_until([&] { return first.done; }, 3s));
+  EXPECT_FALSE(first.result.ec) << first.result.ec.message();
+  EXPECT_EQ(first.result.bytes, 10u);
+  EXPECT_EQ(std::string(buf, 10), "last words");
+  EXPECT_TRUE(s.maybe_readable()) << "after the peer's FIN a short read does not clear readiness";
+
+  Outcome second;
+  start(read_into(s, buf, sizeof buf, second), second);
+  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "the read after the data hangs instead of seeing eof";
+  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+  EXPECT_EQ(second.result.bytes, 0u);
+}
+
+// The same, for a connection whose data and FIN were queued before it was registered
+// (the only edge is the one epoll reports when the descriptor is added).
+TEST_F(SocketTest, DataAndFinQueuedBeforeRegistrationEndWithEof) {
+  tcp::socket c(ioc_);
+  c.connect(acceptor_.local_endpoint());
+  tcp::socket server = acceptor_.accept();
+  asio::write(server, asio::buffer("early", 5));
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(kernel_ready(c.native_handle(), POLLRDHUP));
+  c.non_blocking(true);
+  error_code ec;
+  Socket s(poller_, c.release(), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); })) << "no edge for bytes queued before registration";
+
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);
+  ASSERT_TRUE(run_until([&] { return first.done; }, 3s));
+  EXPECT_EQ(first.result.bytes, 5u);
+  EXPECT_FALSE(first.result.ec) << first.result.ec.message();
+  Outcome second;
+  start(read_into(s, buf, sizeof buf, second), second);
+  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "eof lost";
+  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+}
+
+// The FIN arrives after the data's event was dispatched but before the read: the short
+// read clears readiness, and the FIN's own (still queued) edge must end the next read.
+TEST_F(SocketTest, FinArrivingAfterTheDataEventEndsTheNextReadWithEof) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  asio::write(server, asio::buffer("abc", 3));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP));
+
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);  // no io_context run in between
+  ASSERT_TRUE(first.done);
+  EXPECT_EQ(first.result.bytes, 3u);
+  Outcome second;
+  start(read_into(s, buf, sizeof buf, second), second);
+  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "eof lost";
+  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+}
+
+TEST_F(SocketTest, PeerResetCompletesAParkedReadWithAnError) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[16];
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  settle();
+  ASSERT_FALSE(r.done);
+  server.set_option(asio::socket_base::linger(true, 0));
+  server.close();  // RST
+  ASSERT_TRUE(run_until([&] { return r.done; }, 3s));
+  EXPECT_EQ(r.result.ec, asio::error::connection_reset) << r.result.ec.message();
+}
+
+TEST_F(SocketTest, WaitReadableParksUntilBytesArriveAndDoesNotConsumeThem) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  Outcome w;
+  start(wait_for_bytes(s, w), w);
+  settle();
+  ASSERT_FALSE(w.done);
+  asio::write(server, asio::buffer("xyz", 3));
+  ASSERT_TRUE(run_until([&] { return w.done; }));
+  EXPECT_FALSE(w.result.ec) << w.result.ec.message();
+  char buf[8] = {};
+  error_code ec;
+  EXPECT_EQ(s.recv(buf, sizeof buf, ec), 3u);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(std::string(buf, 3), "xyz");
+  EXPECT_EQ(s.recv(buf, sizeof buf, ec), 0u);
+  EXPECT_EQ(ec, asio::error::would_block);
+  EXPECT_FALSE(s.maybe_readable());
+}
+
+// ---------------------------------------------------------------- cancel and close
+
+TEST_F(SocketTest, CancelCompletesAParkedReadWithOperationAbortedFromTheQueue) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[16] = {};
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  settle();
+  ASSERT_FALSE(r.done);
+
+  s.cancel();
+  EXPECT_FALSE(r.done) << "cancel() must not resume the reader on its own call stack";
+  ASSERT_TRUE(run_until([&] { return r.done; }, 3s));
+  EXPECT_EQ(r.result.ec, asio::error::operation_aborted) << r.result.ec.message();
+  EXPECT_EQ(r.result.bytes, 0u);
+  EXPECT_TRUE(s.is_open()) << "cancel leaves the socket open";
+
+  // And it still works: the next read gets the peer's bytes.
+  Outcome again;
+  start(read_into(s, buf, sizeof buf, again), again);
+  asio::write(server, asio::buffer("still", 5));
+  ASSERT_TRUE(run_until([&] { return again.done; }));
+  EXPECT_FALSE(again.result.ec) << again.result.ec.message();
+  EXPECT_EQ(std::string(buf, again.result.bytes), "still");
+}
+
+TEST_F(SocketTest, CancelWithNothingPendingIsHarmless) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  s.cancel();
+  settle();
+  asio::write(server, asio::buffer("ok", 2));
+  char buf[8];
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  EXPECT_FALSE(r.result.ec) << r.result.ec.message();
+  EXPECT_EQ(r.result.bytes, 2u);
+}
+
+TEST_F(SocketTest, CloseAbortsAParkedReadAndLaterReadsFailWithBadDescriptor) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[16] = {};
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  settle();
+  ASSERT_FALSE(r.done);
+
+  s.close();
+  EXPECT_FALSE(s.is_open());
+  EXPECT_EQ(s.native_handle(), -1);
+  EXPECT_FALSE(r.done) << "close() must not resume the reader on its own call stack";
+  ASSERT_TRUE(run_until([&] { return r.done; }, 3s));
+  EXPECT_EQ(r.result.ec, asio::error::operation_aborted) << r.result.ec.message();
+
+  Outcome late;
+  start(read_into(s, buf, sizeof buf, late), late);
+  ASSERT_TRUE(late.done) << "a read on a closed socket completes at once";
+  EXPECT_EQ(late.result.ec, asio::error::bad_descriptor) << late.result.ec.message();
+
+  Outcome late_write;
+  start(write_from(s, "x", 1, nullptr, 0, late_write), late_write);
+  ASSERT_TRUE(late_write.done);
+  EXPECT_EQ(late_write.result.ec, asio::error::bad_descriptor) << late_write.result.ec.message();
+
+  error_code ec;
+  EXPECT_EQ(s.recv(buf, sizeof buf, ec), 0u);
+  EXPECT_EQ(ec, asio::error::bad_descriptor);
+  EXPECT_FALSE(s.idle_intact());
+
+  // The peer sees a clean end of stream.
+  char pbuf[4];
+  server.read_some(asio::buffer(pbuf), ec);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+}
+
+TEST_F(SocketTest, AbortMakesThePeerSeeAReset) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  s.abort();
+  EXPECT_FALSE(s.is_open());
+  char pbuf[4];
+  error_code ec;
+  server.read_some(asio::buffer(pbuf), ec);
+  EXPECT_EQ(ec, asio::error::connection_reset) << ec.message();
+}
+
+TEST_F(SocketTest, ShutdownSendEndsThePeersStreamButKeepsReceiving) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  s.shutdown_send();
+  char pbuf[4];
+  error_code ec;
+  server.read_some(asio::buffer(pbuf), ec);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+
+  asio::write(server, asio::buffer("back", 4));
+  char buf[8] = {};
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  EXPECT_FALSE(r.result.ec) << r.result.ec.message();
+  EXPECT_EQ(std::string(buf, r.result.bytes), "back");
+}
+
+// ---------------------------------------------------------------- writes
+
+// Drains `server` into `got` until `expected` bytes arrived, running the io_context
+// whenever the peer has nothing more for now. False on timeout.
+bool drain_peer(asio::io_context& ioc, tcp::socket& server, std::vector<char>& got,
+                std::size_t expected) {
+  server.non_blocking(true);
+  std::vector<char> chunk(256 * 1024);
+  const auto deadline = Clock::now() + 20s;
+  while (got.size() < expected) {
+    if (Clock::now() >= deadline) return false;
+    error_code ec;
+    const std::size_t n = server.read_some(asio::buffer(chunk), ec);
+    if (ec == asio::error::would_block) {
+      if (ioc.stopped()) ioc.restart();
+      ioc.run_one_for(5ms);
+      continue;
+    }
+    if (ec) return false;
+    got.insert(got.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  return true;
+}
+
+TEST_F(SocketTest, WriteAllParksOnAFullSendBufferAndCompletesWhenThePeerDrains) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  const std::vector<char> data = pattern(8 << 20, 7);
+  Outcome w;
+  start(write_from(s, data.data(), data.size(), nullptr, 0, w), w);
+  settle();
+  ASSERT_FALSE(w.done) << "8 MiB to a peer that does not read should hit EAGAIN";
+
+  std::vector<char> got;
+  ASSERT_TRUE(drain_peer(ioc_, server, got, data.size())) << "received " << got.size();
+  ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
+  EXPECT_FALSE(w.error);
+  EXPECT_FALSE(w.result.ec) << w.result.ec.message();
+  EXPECT_EQ(w.result.bytes, data.size());
+  EXPECT_EQ(got.size(), data.size());
+  EXPECT_TRUE(got == data) << "bytes arrived out of order or corrupted";
+}
+
+// Two buffers, both larger than what one sendmsg takes: partial writes cross the
+// boundary between them.
+TEST_F(SocketTest, WriteAllOfTwoBuffersDeliversBothInOrder) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  const std::vector<char> a = pattern((3 << 20) + 7, 1);
+  const std::vector<char> b = pattern((5 << 20) + 3, 2);
+  Outcome w;
+  start(write_from(s, a.data(), a.size(), b.data(), b.size(), w), w);
+  settle();
+  EXPECT_FALSE(w.done);
+
+  std::vector<char> got;
+  ASSERT_TRUE(drain_peer(ioc_, server, got, a.size() + b.size())) << "received " << got.size();
+  ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
+  EXPECT_FALSE(w.result.ec) << w.result.ec.message();
+  EXPECT_EQ(w.result.bytes, a.size() + b.size());
+  std::vector<char> expected = a;
+  expected.insert(expected.end(), b.begin(), b.end());
+  ASSERT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected);
+}
+
+TEST_F(SocketTest, SmallWriteOfTwoBuffersCompletesAtOnce) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  Outcome w;
+  start(write_from(s, "head|", 5, "body", 4, w), w);
+  ASSERT_TRUE(w.done) << "the send buffer has room: no parking";
+  EXPECT_FALSE(w.result.ec) << w.result.ec.message();
+  EXPECT_EQ(w.result.bytes, 9u);
+  char pbuf[9];
+  asio::read(server, asio::buffer(pbuf));
+  EXPECT_EQ(std::string(pbuf, 9), "head|body");
+}
+
+TEST_F(SocketTest, CancelCompletesAParkedWriteWithOperationAbortedAndThePartialCount) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  const std::vector<char> data = pattern(8 << 20, 3);
+  Outcome w;
+  start(write_from(s, data.data(), data.size(), nullptr, 0, w), w);
+  settle();
+  ASSERT_FALSE(w.done);
+  s.cancel();
+  EXPECT_FALSE(w.done);
+  ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
+  EXPECT_EQ(w.result.ec, asio::error::operation_aborted) << w.result.ec.message();
+  EXPECT_GT(w.result.bytes, 0u);
+  EXPECT_LT(w.result.bytes, data.size());
+}
+
+TEST_F(SocketTest, ParkedWriteFailsInsteadOfHangingWhenThePeerResets) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  const std::vector<char> data = pattern(8 << 20, 5);
+  Outcome w;
+  start(write_from(s, data.data(), data.size(), nullptr, 0, w), w);
+  settle();
+  ASSERT_FALSE(w.done);
+  server.set_option(asio::socket_base::linger(true, 0));
+  server.close();
+  ASSERT_TRUE(run_until([&] { return w.done; }, 3s)) << "the parked write never noticed the reset";
+  EXPECT_TRUE(w.result.ec == asio::error::connection_reset || w.result.ec == asio::error::broken_pipe)
+      << w.result.ec.message();
+}
+
+// ---------------------------------------------------------------- connect
+
+TEST_F(SocketTest, ConnectToAListeningPortSucceedsAndCarriesBytes) {
+  Socket s;
+  Outcome c;
+  start(connect_to(poller_, acceptor_.local_endpoint(), s, c), c);
+  ASSERT_TRUE(run_until([&] { return c.done; }));
+  EXPECT_FALSE(c.error);
+  ASSERT_FALSE(c.result.ec) << c.result.ec.message();
+  ASSERT_TRUE(s.is_open());
+  EXPECT_EQ(s.poller(), &poller_);
+  tcp::socket server = acceptor_.accept();
+
+  Outcome w;
+  start(write_from(s, "ping", 4, nullptr, 0, w), w);
+  ASSERT_TRUE(run_until([&] { return w.done; }));
+  EXPECT_FALSE(w.result.ec) << w.result.ec.message();
+  char pbuf[4];
+  asio::read(server, asio::buffer(pbuf));
+  EXPECT_EQ(std::string(pbuf, 4), "ping");
+
+  asio::write(server, asio::buffer("pong", 4));
+  char buf[8] = {};
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  EXPECT_FALSE(r.result.ec) << r.result.ec.message();
+  EXPECT_EQ(std::string(buf, r.result.bytes), "pong");
+}
+
+TEST_F(SocketTest, ConnectToAClosedPortIsRefusedAndLeavesTheSocketClosed) {
+  tcp::endpoint closed_ep;
+  {
+    tcp::acceptor probe(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    closed_ep = probe.local_endpoint();
+  }
+  // The target socket was in use before: connect replaces it.
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  ASSERT_TRUE(s.is_open());
+  Outcome c;
+  start(connect_to(poller_, closed_ep, s, c), c);
+  ASSERT_TRUE(run_until([&] { return c.done; }));
+  EXPECT_FALSE(c.error);
+  EXPECT_EQ(c.result.ec, asio::error::connection_refused) << c.result.ec.message();
+  EXPECT_FALSE(s.is_open()) << "a failed connect leaves nothing half-open";
+  EXPECT_EQ(s.native_handle(), -1);
+  // The replaced connection was closed: its peer sees the end of stream.
+  char pbuf[4];
+  error_code ec;
+  server.read_some(asio::buffer(pbuf), ec);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+}
+
+TEST_F(SocketTest, CancelDuringConnectAbortsAndClosesTheSocket) {
+  // A listener whose accept queue is full drops SYNs: a connect to it stays pending.
+  tcp::acceptor full(ioc_);
+  full.open(tcp::v4());
+  full.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  full.listen(0);
+  std::vector<Socket> fillers;
+  Socket s;
+  Outcome c;
+  for (int i = 0; i < 8; ++i) {
+    c = Outcome{};
+    start(connect_to(poller_, full.local_endpoint(), s, c), c);
+    settle();
+    if (!c.done) break;
+    ASSERT_FALSE(c.result.ec) << c.result.ec.message();
+    fillers.push_back(std::move(s));
+  }
+  ASSERT_FALSE(c.done) << "every connect completed: the accept queue never filled";
+  ASSERT_TRUE(s.is_open());
+  s.cancel();
+  EXPECT_FALSE(c.done);
+  ASSERT_TRUE(run_until([&] { return c.done; }, 3s));
+  EXPECT_EQ(c.result.ec, asio::error::operation_aborted) << c.result.ec.message();
+  EXPECT_FALSE(s.is_open()) << "an aborted connect leaves nothing half-open";
+}
+
+// ---------------------------------------------------------------- idle_intact
+
+TEST_F(SocketTest, IdleIntactForAHealthyIdleSocket) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  settle();
+  EXPECT_TRUE(s.idle_intact());
+
+  // After a response was read completely (the last read was short).
+  asio::write(server, asio::buffer("response", 8));
+  char buf[64];
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  ASSERT_EQ(r.result.bytes, 8u);
+  EXPECT_TRUE(s.idle_intact());
+
+  // After a read that exactly filled its buffer: readiness is stale, the check peeks.
+  asio::write(server, asio::buffer("12345678", 8));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+  Outcome exact;
+  start(read_into(s, buf, 8, exact), exact);
+  ASSERT_TRUE(exact.done);
+  ASSERT_EQ(exact.result.bytes, 8u);
+  EXPECT_TRUE(s.maybe_readable());
+  EXPECT_TRUE(s.idle_intact());
+  EXPECT_FALSE(s.maybe_readable()) << "the peek saw EAGAIN";
+}
+
+TEST_F(SocketTest, IdleIntactIsFalseAfterThePeerClosed) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  settle();
+  server.close();
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); })) << "the FIN's event was never dispatched";
+  EXPECT_FALSE(s.idle_intact());
+  EXPECT_FALSE(s.idle_intact()) << "and stays false";
+}
+
+TEST_F(SocketTest, IdleIntactIsFalseAfterUnexpectedBytesAndDoesNotConsumeThem) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  settle();
+  asio::write(server, asio::buffer("HTTP/1.1 408\r\n", 14));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+  EXPECT_FALSE(s.idle_intact());
+  char buf[32];
+  error_code ec;
+  EXPECT_EQ(s.recv(buf, sizeof buf, ec), 14u) << "the peek left the bytes in place";
+}
+
+// ---------------------------------------------------------------- poller
+
+TEST_F(PollerTest, MovedSocketReceivesItsEventsAtTheNewAddress) {
+  tcp::socket server(ioc_);
+  Socket a = connect(server);
+  settle();
+  auto moved = std::make_unique<Socket>(std::move(a));
+  EXPECT_FALSE(a.is_open());
+  ASSERT_TRUE(moved->is_open());
+  Socket target;
+  target = std::move(*moved);
+  moved.reset();  // the old address is gone: an event routed there would be a use after free
+  ASSERT_TRUE(target.is_open());
+
+  char buf[8] = {};
+  Outcome r;
+  start(read_into(target, buf, sizeof buf, r), r);
+  settle();
+  ASSERT_FALSE(r.done);
+  asio::write(server, asio::buffer("moved", 5));
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  EXPECT_FALSE(r.result.ec) << r.result.ec.message();
+  EXPECT_EQ(std::string(buf, r.result.bytes), "moved");
+}
+
+TEST_F(PollerTest, MoveAssignOverAnOpenSocketClosesTheOldConnection) {
+  tcp::socket server1(ioc_);
+  tcp::socket server2(ioc_);
+  Socket s1 = connect(server1);
+  Socket s2 = connect(server2);
+  s1 = std::move(s2);
+  char pbuf[4];
+  error_code ec;
+  server1.read_some(asio::buffer(pbuf), ec);
+  EXPECT_EQ(ec, asio::error::eof) << "the overwritten connection was closed: " << ec.message();
+
+  asio::write(server2, asio::buffer("two", 3));
+  char buf[8] = {};
+  Outcome r;
+  start(read_into(s1, buf, sizeof buf, r), r);
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  EXPECT_EQ(std::string(buf, r.result.bytes), "two");
+}
+
+// More ready sockets than one epoll_wait batch (256) takes.
+TEST_F(PollerTest, DispatchesMoreReadySocketsThanOneBatch) {
+  constexpr int kCount = 300;
+  std::vector<tcp::socket> servers;
+  std::vector<Socket> sockets;
+  servers.reserve(kCount);
+  sockets.reserve(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    servers.emplace_back(ioc_);
+    sockets.push_back(connect(servers.back()));
+  }
+  settle();
+  std::vector<char> bufs(kCount * 4);
+  std::vector<Outcome> reads(kCount);
+  for (int i = 0; i < kCount; ++i) start(read_into(sockets[i], &bufs[i * 4], 4, reads[i]), reads[i]);
+  settle();
+  for (int i = 0; i < kCount; ++i) ASSERT_FALSE(reads[i].done) << i;
+  for (int i = 0; i < kCount; ++i) {
+    const char c = static_cast<char>('A' + i % 26);
+    asio::write(servers[i], asio::buffer(&c, 1));
+  }
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(kernel_ready(sockets[i].native_handle(), POLLIN));
+  ASSERT_TRUE(run_until([&] {
+    for (const Outcome& o : reads)
+      if (!o.done) return false;
+    return true;
+  }));
+  for (int i = 0; i < kCount; ++i) {
+    EXPECT_FALSE(reads[i].result.ec) << i;
+    EXPECT_EQ(reads[i].result.bytes, 1u) << i;
+    EXPECT_EQ(bufs[i * 4], static_cast<char>('A' + i % 26)) << i;
+  }
+}
+
+// Within one batch of events, a completion closes socket X and a new socket takes X's
+// slot; X's event later in the same batch is stale and must not reach the newcomer.
+Task<void> read_then_replace(Socket& a, char* buf, Socket& x, Poller& poller, tcp::endpoint ep, Socket& y,
+                             Outcome& read, Outcome& conn) {
+  read.result = co_await a.read_some(buf, 8);
+  x.close();
+  conn.result.ec = co_await Socket::connect(poller, ep, y);
+  conn.done = true;
+}
+
+TEST_F(PollerTest, StaleEventOfASocketClosedInTheSameBatchDoesNotReachItsSlotsNextOwner) {
+  tcp::socket server_a(ioc_);
+  tcp::socket server_x(ioc_);
+  Socket a = connect(server_a);
+  Socket x = connect(server_x);
+  Socket y;
+  settle();
+  char buf[8];
+  Outcome read;
+  Outcome conn;
+  Outcome spawned;
+  start(read_then_replace(a, buf, x, poller_, acceptor_.local_endpoint(), y, read, conn), spawned);
+  settle();
+  ASSERT_FALSE(read.done);
+  // Epoll reports ready descriptors in the order they became ready: a's bytes first,
+  // then x's FIN, both in one batch.
+  asio::write(server_a, asio::buffer("a", 1));
+  ASSERT_TRUE(kernel_ready(a.native_handle(), POLLIN));
+  server_x.close();
+  ASSERT_TRUE(kernel_ready(x.native_handle(), POLLRDHUP));
+  ASSERT_TRUE(run_until([&] { return spawned.done; }));
+  ASSERT_FALSE(conn.result.ec) << conn.result.ec.message();
+  ASSERT_TRUE(y.is_open());
+  settle();
+  EXPECT_FALSE(y.maybe_readable()) << "x's stale event (bytes, FIN) was delivered to the socket that reused its slot";
+  EXPECT_TRUE(y.idle_intact());
+}
+
+TEST_F(PollerTest, StopLetsTheIoContextRunOutOfWorkAndStartResumes) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  poller_.stop();
+  ioc_.run_for(5s);
+  EXPECT_TRUE(ioc_.stopped()) << "a stopped poller must not keep the io_context busy";
+
+  ioc_.restart();
+  poller_.start();
+  char buf[8] = {};
+  Outcome r;
+  start(read_into(s, buf, sizeof buf, r), r);
+  asio::write(server, asio::buffer("again", 5));
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  EXPECT_EQ(std::string(buf, r.result.bytes), "again");
+}
+
+struct FlagOp final : IoOp {
+  bool performed = false;
+  int completions = 0;
+  bool perform(Socket&) override {
+    performed = true;
+    return true;
+  }
+  void complete() override { ++completions; }
+};
+
+TEST_F(PollerTest, DeferCompletesFromTheQueueNotTheCaller) {
+  FlagOp op;
+  poller_.defer(&op);
+  EXPECT_EQ(op.completions, 0);
+  ASSERT_TRUE(run_until([&] { return op.completions > 0; }));
+  EXPECT_EQ(op.completions, 1);
+  EXPECT_FALSE(op.performed);
+}
+
+TEST_F(PollerTest, ListeningSocketAcceptsAfterItsReadEdge) {
+  tcp::acceptor a(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto ep = a.local_endpoint();
+  a.non_blocking(true);
+  error_code ec;
+  Socket listen(poller_, a.release(), ec);
+  ASSERT_FALSE(ec) << ec.message();
+
+  sockaddr_storage peer{};
+  EXPECT_EQ(listen.accept(peer, ec), -1);
+  EXPECT_EQ(ec, asio::error::would_block);
+  Outcome w;
+  start(wait_for_bytes(listen, w), w);
+  settle();
+  ASSERT_FALSE(w.done);
+
+  tcp::socket c(ioc_);
+  c.connect(ep);
+  ASSERT_TRUE(run_until([&] { return w.done; }));
+  const int fd = listen.accept(peer, ec);
+  ASSERT_GE(fd, 0) << ec.message();
+  EXPECT_EQ(peer_address(peer), "127.0.0.1");
+  ::close(fd);
+  EXPECT_EQ(listen.accept(peer, ec), -1);
+  EXPECT_EQ(ec, asio::error::would_block);
+  EXPECT_FALSE(listen.maybe_readable());
+}
+
+TEST(PollerPeerAddressTest, FormatsIpv4AndIpv6AndNothingElse) {
+  sockaddr_storage sa{};
+  auto& in = reinterpret_cast<sockaddr_in&>(sa);
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(0x0a000102);
+  EXPECT_EQ(peer_address(sa), "10.0.1.2");
+  sockaddr_storage sa6{};
+  auto& in6 = reinterpret_cast<sockaddr_in6&>(sa6);
+  in6.sin6_family = AF_INET6;
+  in6.sin6_addr = in6addr_loopback;
+  EXPECT_EQ(peer_address(sa6), "::1");
+  sockaddr_storage none{};
+  EXPECT_EQ(peer_address(none), "");
+}
+
+// ---------------------------------------------------------------- Task
+
+Task<int> answer() { co_return 42; }
+
+Task<void> await_answer(int& out) { out = co_await answer(); }
+
+TEST(TaskTest, ReturnsItsValueThroughCoAwait) {
+  int got = 0;
+  Outcome o;
+  start(await_answer(got), o);
+  ASSERT_TRUE(o.done) << "nothing suspends: the task completes inside spawn()";
+  EXPECT_FALSE(o.error);
+  EXPECT_EQ(got, 42);
+}
+
+Task<std::unique_ptr<std::string>> make_owned(std::string s) { co_return std::make_unique<std::string>(std::move(s)); }
+
+Task<void> await_owned(std::string& out) {
+  std::unique_ptr<std::string> p = co_await make_owned("move-only");
+  out = *p;
+}
+
+TEST(TaskTest, ReturnsAMoveOnlyValue) {
+  std::string got;
+  Outcome o;
+  start(await_owned(got), o);
+  ASSERT_TRUE(o.done);
+  EXPECT_FALSE(o.error);
+  EXPECT_EQ(got, "move-only");
+}
+
+Task<void> set_flag(bool& flag) {
+  flag = true;
+  co_return;
+}
+
+TEST(TaskTest, IsLazyUntilAwaited) {
+  bool flag = false;
+  {
+    Task<void> t = set_flag(flag);
+    EXPECT_FALSE(flag) << "a task starts only when awaited";
+  }  // destroyed without ever running
+  EXPECT_FALSE(flag);
+  Outcome o;
+  start(set_flag(flag), o);
+  EXPECT_TRUE(o.done);
+  EXPECT_TRUE(flag);
+}
+
+Task<int> throws_now() {
+  throw std::runtime_error("boom");
+  co_return 0;
+}
+
+Task<void> catch_it(std::string& caught, int& value) {
+  try {
+    value = co_await throws_now();
+  } catch (const std::runtime_error& e) {
+    caught = e.what();
+  }
+}
+
+TEST(TaskTest, ExceptionPropagatesToTheAwaitingCoroutine) {
+  std::string caught;
+  int value = -1;
+  Outcome o;
+  start(catch_it(caught, value), o);
+  ASSERT_TRUE(o.done);
+  EXPECT_FALSE(o.error) << "the awaiting coroutine handled it";
+  EXPECT_EQ(caught, "boom");
+  EXPECT_EQ(value, -1);
+}
+
+Task<int> nested_thrower() { co_return co_await throws_now() + 1; }
+
+Task<void> rethrows() { (void)co_await nested_thrower(); }
+
+TEST(TaskTest, SpawnDoneReceivesTheExceptionThroughNestedTasks) {
+  Outcome o;
+  start(rethrows(), o);
+  ASSERT_TRUE(o.done);
+  ASSERT_TRUE(o.error);
+  try {
+    std::rethrow_exception(o.error);
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "boom");
+  }
+}
+
+TEST(TaskTest, SpawnDoneGetsNullWhenTheTaskSucceeds) {
+  bool flag = false;
+  int calls = 0;
+  std::exception_ptr err = std::make_exception_ptr(std::logic_error("not replaced"));
+  spawn(set_flag(flag), [&](std::exception_ptr e) {
+    ++calls;
+    err = e;
+  });
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(err);
+  EXPECT_TRUE(flag);
+}
+
+// A task that suspends on a socket, returns a value and then throws: the value and
+// the exception both travel from a readiness event, not from spawn()'s call.
+Task<std::size_t> read_count(Socket& s, char* buf, std::size_t size) {
+  const IoResult r = co_await s.read_some(buf, size);
+  if (r.ec) throw boost::system::system_error(r.ec);
+  co_return r.bytes;
+}
+
+Task<void> read_twice_then_fail(Socket& s, std::size_t& first) {
+  char buf[16];
+  first = co_await read_count(s, buf, sizeof buf);
+  (void)co_await read_count(s, buf, sizeof buf);
+}
+
+using TaskSocketTest = PollerFixture;
+
+TEST_F(TaskSocketTest, ValueAndExceptionArriveAfterSuspending) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  std::size_t first = 0;
+  Outcome o;
+  start(read_twice_then_fail(s, first), o);
+  settle();
+  ASSERT_FALSE(o.done);
+  asio::write(server, asio::buffer("1234567", 7));
+  ASSERT_TRUE(run_until([&] { return first == 7; }));
+  EXPECT_FALSE(o.done);
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(run_until([&] { return o.done; }));
+  ASSERT_TRUE(o.error);
+  try {
+    std::rethrow_exception(o.error);
+  } catch (const boost::system::system_error& e) {
+    EXPECT_EQ(e.code(), asio::error::eof);
+  } catch (...) {
+    ADD_FAILURE() << "unexpected exception type";
+  }
+}
+
+}  // namespace
+}  // namespace drainproxy::proxy
