@@ -590,7 +590,7 @@ Task<void> HttpSession::tunnel() {
       log_task_exception("proxy", "http session", e);
       self->end(CloseReason::Error);
     }
-    if (--self->tunnel_pumps_ == 0 && self->tunnel_waiter_) std::exchange(self->tunnel_waiter_, {}).resume();
+    if (--self->tunnel_pumps_ == 0 && self->tunnel_waiter_) resume(std::exchange(self->tunnel_waiter_, {}));
   });
   co_await tunnel_pump(self, true);
   --tunnel_pumps_;

@@ -47,6 +47,11 @@ std::size_t frame_class(std::size_t size) { return (size + kFrameGranule - 1) / 
 
 }  // namespace
 
+// Sanitizer builds allocate every frame afresh, so a use after free stays visible.
+#if defined(__SANITIZE_ADDRESS__)
+void* frame_allocate(std::size_t size) { return ::operator new(size); }
+void frame_deallocate(void* p, std::size_t) noexcept { ::operator delete(p); }
+#else
 void* frame_allocate(std::size_t size) {
   const std::size_t c = frame_class(size);
   if (c < kFrameClasses) {
@@ -70,6 +75,25 @@ void frame_deallocate(void* p, std::size_t size) noexcept {
     return;
   }
   ::operator delete(p);
+}
+#endif
+
+// ---------------------------------------------------------------- resumption
+
+namespace {
+thread_local std::coroutine_handle<> next_resume;
+}
+
+void detail::set_next_resume(std::coroutine_handle<> h) noexcept { next_resume = h; }
+
+void resume(std::coroutine_handle<> h) {
+  // Nested calls (a join resumed from inside a completion) drain their own chain.
+  const auto outer = std::exchange(next_resume, {});
+  while (h) {
+    h.resume();
+    h = std::exchange(next_resume, {});
+  }
+  next_resume = outer;
 }
 
 // ---------------------------------------------------------------- poller

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/asio.hpp"
+#include "proxy/task.hpp"
 
 namespace drainproxy::proxy {
 
@@ -158,7 +159,7 @@ class Socket {
 // An operation awaited by a coroutine: resumes it on completion.
 class CoroOp : public IoOp {
  public:
-  void complete() override { waiter_.resume(); }
+  void complete() override { resume(waiter_); }
 
  protected:
   ~CoroOp() = default;

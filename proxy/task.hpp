@@ -13,6 +13,18 @@ namespace drainproxy::proxy {
 void* frame_allocate(std::size_t size);
 void frame_deallocate(void* p, std::size_t size) noexcept;
 
+// Resumes `h` and then, one after another, the awaiters of the tasks that finish
+// on the way. Every resumption from outside a coroutine (I/O completions, joins)
+// goes through here, so a finished task's frame is only destroyed after its own
+// resume call has returned: no reliance on the compiler turning symmetric transfer
+// into a tail call, which sanitizer and -O0 builds do not.
+void resume(std::coroutine_handle<> h);
+
+namespace detail {
+// Set by a finishing task for resume() to run next.
+void set_next_resume(std::coroutine_handle<> h) noexcept;
+}  // namespace detail
+
 struct FrameAllocated {
   static void* operator new(std::size_t size) { return frame_allocate(size); }
   static void operator delete(void* p, std::size_t size) noexcept { frame_deallocate(p, size); }
@@ -33,14 +45,15 @@ struct TaskPromiseBase : FrameAllocated {
   struct FinalAwaiter {
     bool await_ready() noexcept { return false; }
     template <typename P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+    void await_suspend(std::coroutine_handle<P> h) noexcept {
       auto& p = h.promise();
       p.done = true;
       // Finished without ever suspending: the awaiter's await_suspend returns false
       // and its coroutine simply goes on, so a loop of such awaits never nests.
-      if (p.running_inline) return std::noop_coroutine();
-      // Finished later, from an event: resume the awaiter.
-      return p.continuation ? p.continuation : std::noop_coroutine();
+      if (p.running_inline) return;
+      // Finished later, from an event: resume() runs the awaiter once this frame's
+      // resume call has returned.
+      set_next_resume(p.continuation);
     }
     void await_resume() noexcept {}
   };
