@@ -82,6 +82,7 @@ def load_config():
         "BULK_CONNS": env_int("BULK_CONNS", 16),
         "IDLE_CONNS": env_int("IDLE_CONNS", 1000 if quick else 5000),
         "APP_WORKERS": env_int("APP_WORKERS", 1),
+        "IDLE_SETTLE": env_int("IDLE_SETTLE", 3),
         "WORKERS": [int(w) for w in os.environ.get("WORKERS", "1" if quick else "1 2").split()],
     }
     cfg["DRAINPROXY_EXTRA_ARGS"] = os.environ.get("DRAINPROXY_EXTRA_ARGS", "")
@@ -489,12 +490,16 @@ def idle_test(cfg, kind, workers, variant):
             if listen_queue(port) == 0 and listen_queue(cfg["app_port"]) == 0:
                 break
             time.sleep(0.2)
+        # Idle means idle for a while: every proxy gets IDLE_SETTLE seconds (default 3)
+        # for its periodic housekeeping (drainproxy hands burst memory back once a
+        # second), then RSS must have stopped changing.
+        settle_until = time.monotonic() + cfg["IDLE_SETTLE"]
         prev = rss_kib(pids)
-        stable_deadline = time.monotonic() + 10
+        stable_deadline = settle_until + 10
         while time.monotonic() < stable_deadline:
             time.sleep(0.5)
             cur = rss_kib(pids)
-            if abs(cur - prev) <= max(64, prev // 200):
+            if time.monotonic() >= settle_until and abs(cur - prev) <= max(64, prev // 200):
                 break
             prev = cur
         rss1 = rss_kib(proc.pids())

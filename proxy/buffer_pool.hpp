@@ -3,6 +3,8 @@
 #include <memory>
 #include <vector>
 
+#include "proxy/warm_list.hpp"
+
 namespace drainproxy::proxy {
 
 // Fixed-size relay buffers shared by a worker's connections. A connection borrows
@@ -12,22 +14,22 @@ class BufferPool {
   static constexpr std::size_t kSize = 16 * 1024;
   using Buffer = std::unique_ptr<char[]>;
 
-  explicit BufferPool(std::size_t max_free = 256) : max_free_(max_free) {}
+  explicit BufferPool(std::size_t max_free = 256) : list_(max_free, 4) {}
 
   Buffer acquire() {
-    if (free_.empty()) return Buffer(new char[kSize]);
-    Buffer b = std::move(free_.back());
-    free_.pop_back();
-    return b;
+    Buffer b = list_.take();
+    return b ? std::move(b) : Buffer(new char[kSize]);
   }
 
   void release(Buffer b) {
-    if (b && free_.size() < max_free_) free_.push_back(std::move(b));
+    if (b) list_.put(std::move(b));
   }
 
+  // Frees buffers kept beyond recent use; returns the bytes handed back.
+  std::size_t trim() { return list_.trim() * kSize; }
+
  private:
-  std::size_t max_free_;
-  std::vector<Buffer> free_;
+  WarmList<Buffer> list_;
 };
 
 }  // namespace drainproxy::proxy

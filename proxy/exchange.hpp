@@ -6,6 +6,7 @@
 #include "http/chunked.hpp"
 #include "http/message.hpp"
 #include "proxy/byte_buffer.hpp"
+#include "proxy/warm_list.hpp"
 
 namespace drainproxy::proxy {
 
@@ -33,27 +34,30 @@ struct Exchange {
 
 class ExchangePool {
  public:
-  explicit ExchangePool(std::size_t max_free = 64) : max_free_(max_free) {}
+  explicit ExchangePool(std::size_t max_free = 64) : list_(max_free, 4) {}
 
   std::unique_ptr<Exchange> acquire() {
-    if (free_.empty()) return std::make_unique<Exchange>();
-    auto e = std::move(free_.back());
-    free_.pop_back();
-    return e;
+    auto e = list_.take();
+    return e ? std::move(e) : std::make_unique<Exchange>();
   }
 
   void release(std::unique_ptr<Exchange> e) {
     // An exchange that grew for a huge head is not worth keeping.
-    if (free_.size() >= max_free_ || e->in.capacity() != Exchange::kBufferSize) return;
+    if (e->in.capacity() != Exchange::kBufferSize) {
+      list_.drop();
+      return;
+    }
     e->in.clear();
     e->out.clear();
     e->head.clear();
-    free_.push_back(std::move(e));
+    list_.put(std::move(e));
   }
 
+  // Frees exchanges kept beyond recent use; returns the bytes handed back (roughly).
+  std::size_t trim() { return list_.trim() * 2 * Exchange::kBufferSize; }
+
  private:
-  std::size_t max_free_;
-  std::vector<std::unique_ptr<Exchange>> free_;
+  WarmList<std::unique_ptr<Exchange>> list_;
 };
 
 }  // namespace drainproxy::proxy

@@ -42,6 +42,8 @@ class Listener {
   // Periodic work: idle timeouts, the paced close of idle connections while
   // draining, expiry of pooled app connections.
   void housekeeping(std::chrono::steady_clock::time_point now);
+  // Hands buffers and exchanges kept beyond recent use back to the heap; returns bytes.
+  std::size_t trim_pools() { return exchanges_.trim() + buffers_.trim(); }
   void close_acceptor() { listen_.close(); }
   // Closes every socket the listener itself holds, before the poller goes away.
   void release_sockets() {

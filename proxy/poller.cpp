@@ -21,7 +21,8 @@ namespace {
 
 constexpr std::size_t kFrameGranule = 64;
 constexpr std::size_t kFrameClasses = 64;  // frames up to 4 KiB are recycled
-constexpr std::size_t kMaxFreePerClass = 4096;
+constexpr std::size_t kMaxFreePerClass = 256;  // per size class and thread; more goes back to malloc
+constexpr std::size_t kKeepAfterTrim = 16;
 
 struct FreeFrame {
   FreeFrame* next;
@@ -51,6 +52,7 @@ std::size_t frame_class(std::size_t size) { return (size + kFrameGranule - 1) / 
 #if defined(__SANITIZE_ADDRESS__)
 void* frame_allocate(std::size_t size) { return ::operator new(size); }
 void frame_deallocate(void* p, std::size_t) noexcept { ::operator delete(p); }
+std::size_t frame_trim() { return 0; }
 #else
 void* frame_allocate(std::size_t size) {
   const std::size_t c = frame_class(size);
@@ -75,6 +77,20 @@ void frame_deallocate(void* p, std::size_t size) noexcept {
     return;
   }
   ::operator delete(p);
+}
+
+std::size_t frame_trim() {
+  std::size_t freed = 0;
+  for (std::size_t c = 0; c < kFrameClasses; ++c) {
+    while (frame_cache.counts[c] > kKeepAfterTrim) {
+      FreeFrame* f = frame_cache.heads[c];
+      frame_cache.heads[c] = f->next;
+      --frame_cache.counts[c];
+      ::operator delete(f);
+      freed += c * kFrameGranule;
+    }
+  }
+  return freed;
 }
 #endif
 

@@ -12,6 +12,8 @@ namespace drainproxy::proxy {
 // a request allocates no frame from malloc.
 void* frame_allocate(std::size_t size);
 void frame_deallocate(void* p, std::size_t size) noexcept;
+// Frees most of this thread's cached frames (after a burst); returns the bytes freed.
+std::size_t frame_trim();
 
 // Resumes `h` and then, one after another, the awaiters of the tasks that finish
 // on the way. Every resumption from outside a coroutine (I/O completions, joins)

@@ -3,9 +3,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <future>
 
 namespace drainproxy::proxy {
+
+namespace {
+constexpr auto kTrimInterval = std::chrono::seconds(1);
+constexpr std::size_t kTrimThreshold = 256 * 1024;
+}  // namespace
 
 Worker::Worker(unsigned id, const drain::DrainDecision& drain)
     : id_(id),
@@ -48,9 +55,17 @@ void Worker::start() {
 }
 
 awaitable<void> Worker::housekeeping_loop(Worker* self) {
+  auto next_trim = std::chrono::steady_clock::now() + kTrimInterval;
   while (!self->stopping_) {
     const auto now = std::chrono::steady_clock::now();
     for (auto& l : self->listeners_) l->housekeeping(now);
+    if (now >= next_trim) {
+      next_trim = now + kTrimInterval;
+      std::size_t released = frame_trim();
+      for (auto& l : self->listeners_) released += l->trim_pools();
+      // free() keeps the pages; after a burst, give them back to the system.
+      if (released >= kTrimThreshold) ::malloc_trim(0);
+    }
     self->tick_->expires_after(self->drain_.draining() ? Listener::kDrainTick : Listener::kDrainTick * 10);
     error_code ec;
     co_await self->tick_->async_wait(asio::redirect_error(use_awaitable, ec));
