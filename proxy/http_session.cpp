@@ -23,6 +23,7 @@ constexpr auto kLingerTime = std::chrono::seconds(1);
 // Response bodies at least this long (and of known length) are relayed by splice(2).
 constexpr std::uint64_t kSpliceMinBytes = 64 * 1024;
 constexpr std::size_t kSpliceChunk = 256 * 1024;
+constexpr std::size_t kFairShare = 1024 * 1024;
 
 std::string_view status_text(unsigned status) {
   switch (status) {
@@ -433,6 +434,7 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
   }
   if (framing == http::Framing::Chunked) x.framer.reset();
   std::uint64_t left = length;
+  std::size_t since_yield = 0;
   for (;;) {
     std::size_t take = x.out.size();
     bool done = false;
@@ -466,6 +468,11 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
       upstream_clean = true;
       co_return true;
     }
+    since_yield += take;
+    if (since_yield >= kFairShare && upstream_.maybe_readable()) {
+      since_yield = 0;
+      co_await listener_.poller().yield();
+    }
     error_code ec;
     if (!co_await read_some(upstream_, x.out, ec)) {
       if (framing == http::Framing::UntilClose && ec == asio::error::eof) co_return true;
@@ -479,6 +486,7 @@ Task<bool> HttpSession::splice_response_body(std::uint64_t left) {
   PipePool& pipes = listener_.pipes();
   PipePool::Pipe pipe = pipes.acquire();
   std::size_t pending = 0;  // in the pipe, not yet sent to the client
+  std::size_t since_yield = 0;
   error_code ec;
   bool ok = false;
   while (pipe) {
@@ -488,8 +496,13 @@ Task<bool> HttpSession::splice_response_body(std::uint64_t left) {
         break;
       }
       if (!upstream_.maybe_readable()) {
+        since_yield = 0;
         ec = co_await upstream_.wait_readable();
         if (ec) break;
+      } else if (since_yield >= kFairShare) {
+        // One fast download must not keep the worker's other connections waiting.
+        since_yield = 0;
+        co_await listener_.poller().yield();
       }
       pending = upstream_.splice_in(pipe.write, static_cast<std::size_t>(std::min<std::uint64_t>(left, kSpliceChunk)), ec);
       if (ec == asio::error::would_block) continue;
@@ -512,6 +525,7 @@ Task<bool> HttpSession::splice_response_body(std::uint64_t left) {
       break;
     }
     pending -= n;
+    since_yield += n;
     listener_.stats().bytes_tx.add(n);
     last_activity_ = Clock::now();
   }
@@ -607,6 +621,7 @@ Task<void> HttpSession::tunnel_pump(std::shared_ptr<HttpSession> self, bool from
   const CloseReason source = from_client ? CloseReason::Client : CloseReason::Upstream;
   if (how == PumpEnd::SourceEof) {
     if (!self->reason_) self->reason_ = source;
+    if (self->tunnel_pumps_ > 1) (from_client ? self->upstream_ : self->client_).shutdown_send();
     co_return;
   }
   if (!self->closed_) {

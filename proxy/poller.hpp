@@ -57,6 +57,17 @@ class Poller {
   void stop();
   asio::io_context& io() { return io_; }
 
+  // co_await poller.yield(): resumes after what the io_context has queued.
+  struct Yield {
+    Poller& poller;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) {
+      asio::post(poller.io_, [h] { resume(h); });
+    }
+    void await_resume() const noexcept {}
+  };
+  Yield yield() { return Yield{*this}; }
+
   // Completes `op` from the io_context's queue instead of the current call stack:
   // used where the caller may be iterating over what the completion would change.
   void defer(IoOp* op);

@@ -1,5 +1,7 @@
 #include "proxy/pump.hpp"
 
+#include <optional>
+
 namespace drainproxy::proxy {
 
 namespace {
@@ -47,32 +49,23 @@ class BorrowedPipe {
 };
 
 constexpr std::size_t kSpliceChunk = 64 * 1024;
+// Bytes one direction may move before letting the worker's other connections run.
+constexpr std::size_t kFairShare = 1024 * 1024;
 
-Task<PumpEnd> copy_bytes(Socket& from, Socket& to, BufferPool& pool, Counter* read_bytes, Counter* written_bytes,
-                         std::chrono::steady_clock::time_point& last_activity, error_code& ec) {
-  Borrowed buf(pool);
-  for (;;) {
-    if (!from.maybe_readable()) {
-      buf.give_back();
-      ec = co_await from.wait_readable();
-      if (ec) co_return PumpEnd::SourceError;
+// Moves what one splice_in() put into the pipe on to the sink.
+Task<bool> drain_pipe(BorrowedPipe& pipe, Socket& to, Counter* written_bytes, error_code& ec) {
+  while (pipe.pending > 0) {
+    const std::size_t w = to.splice_out(pipe.get().read, pipe.pending, ec);
+    if (ec == asio::error::would_block || (!ec && w == 0)) {
+      ec = co_await to.wait_writable();
+      if (ec) co_return false;
+      continue;
     }
-    const std::size_t n = from.recv(buf.get(), BufferPool::kSize, ec);
-    if (ec == asio::error::would_block) continue;
-    if (ec == asio::error::eof) {
-      // Half-close: the other direction may still have a reply to deliver.
-      to.shutdown_send();
-      co_return PumpEnd::SourceEof;
-    }
-    if (ec) co_return PumpEnd::SourceError;
-    if (read_bytes) read_bytes->add(n);
-    last_activity = std::chrono::steady_clock::now();
-    const IoResult w = co_await to.write_all(buf.get(), n);
-    ec = w.ec;
-    if (ec) co_return PumpEnd::SinkError;
-    if (written_bytes) written_bytes->add(n);
-    last_activity = std::chrono::steady_clock::now();
+    if (ec) co_return false;
+    pipe.pending -= w;
+    if (written_bytes) written_bytes->add(w);
   }
+  co_return true;
 }
 
 }  // namespace
@@ -80,43 +73,48 @@ Task<PumpEnd> copy_bytes(Socket& from, Socket& to, BufferPool& pool, Counter* re
 Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* pipes, Counter* read_bytes,
                          Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
                          error_code& ec) {
-  if (!pipes) co_return co_await copy_bytes(from, to, pool, read_bytes, written_bytes, last_activity, ec);
-  BorrowedPipe pipe(*pipes);
+  Borrowed buf(pool);
+  std::optional<BorrowedPipe> pipe;
+  if (pipes) pipe.emplace(*pipes);
+  // Small messages are copied (recv + send, and a short read proves the socket
+  // drained); once a read fills the buffer the flow is bulk and moves by splice.
+  bool bulk = false;
+  std::size_t since_yield = 0;
   for (;;) {
     if (!from.maybe_readable()) {
-      pipe.give_back();
+      buf.give_back();
+      if (pipe) pipe->give_back();
+      since_yield = 0;
       ec = co_await from.wait_readable();
       if (ec) co_return PumpEnd::SourceError;
+    } else if (since_yield >= kFairShare) {
+      since_yield = 0;
+      co_await from.poller()->yield();
     }
-    if (!pipe.get()) co_return co_await copy_bytes(from, to, pool, read_bytes, written_bytes, last_activity, ec);
-    const std::size_t n = from.splice_in(pipe.get().write, kSpliceChunk, ec);
+    const bool via_pipe = bulk && pipe && pipe->get();
+    std::size_t n;
+    if (via_pipe) {
+      n = from.splice_in(pipe->get().write, kSpliceChunk, ec);
+    } else {
+      n = from.recv(buf.get(), BufferPool::kSize, ec);
+    }
     if (ec == asio::error::would_block) continue;
-    if (ec == asio::error::eof) {
-      to.shutdown_send();
-      co_return PumpEnd::SourceEof;
-    }
+    if (ec == asio::error::eof) co_return PumpEnd::SourceEof;
     if (ec) co_return PumpEnd::SourceError;
     if (read_bytes) read_bytes->add(n);
     last_activity = std::chrono::steady_clock::now();
-    pipe.pending = n;
-    while (pipe.pending > 0) {
-      const std::size_t w = to.splice_out(pipe.get().read, pipe.pending, ec);
-      if (ec == asio::error::would_block) {
-        ec = co_await to.wait_writable();
-        if (ec) co_return PumpEnd::SinkError;
-        continue;
-      }
+    if (via_pipe) {
+      pipe->pending = n;
+      if (!co_await drain_pipe(*pipe, to, written_bytes, ec)) co_return PumpEnd::SinkError;
+    } else {
+      const IoResult w = co_await to.write_all(buf.get(), n);
+      ec = w.ec;
       if (ec) co_return PumpEnd::SinkError;
-      if (w == 0) {
-        // Nothing moved and no error: wait for room rather than spin.
-        ec = co_await to.wait_writable();
-        if (ec) co_return PumpEnd::SinkError;
-        continue;
-      }
-      pipe.pending -= w;
-      if (written_bytes) written_bytes->add(w);
+      if (written_bytes) written_bytes->add(n);
     }
     last_activity = std::chrono::steady_clock::now();
+    since_yield += n;
+    bulk = n >= BufferPool::kSize;
   }
 }
 

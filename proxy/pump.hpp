@@ -12,7 +12,7 @@
 namespace drainproxy::proxy {
 
 enum class PumpEnd : std::uint8_t {
-  SourceEof,    // the source half-closed; the sink's write side was shut down to pass it on
+  SourceEof,    // the source half-closed (the caller passes it on, or closes both)
   SourceError,  // reading failed (reset, or the socket was closed under us)
   SinkError,    // writing failed
 };
@@ -21,9 +21,10 @@ enum class PumpEnd : std::uint8_t {
 // sessions and HTTP upgrade tunnels. A buffer is borrowed from `pool` only while
 // data is moving: reads are tried without blocking, and an empty socket is waited
 // on without a buffer. The sockets, pool, counters and activity stamp belong to the
-// caller, which outlives this coroutine. With `pipes`, bytes move by splice(2)
-// through a borrowed pipe, never through user space; without (or when no pipe can
-// be made), through a borrowed buffer.
+// caller, which outlives this coroutine. With `pipes`, bulk flows (a read that
+// fills the buffer) move by splice(2) through a borrowed pipe, never through user
+// space; small messages are copied, which costs fewer syscalls. After 1 MiB without
+// a pause the pump yields, so one fast stream cannot starve the worker.
 Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* pipes, Counter* read_bytes,
                          Counter* written_bytes, std::chrono::steady_clock::time_point& last_activity,
                          error_code& ec);

@@ -76,6 +76,9 @@ Task<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
   switch (how) {
     case PumpEnd::SourceEof:
       if (!self->reason_) self->reason_ = from_reason;
+      // Half-close: the other direction may still have a reply to deliver. When it
+      // has ended too, both sockets close right below and a shutdown would be wasted.
+      if (self->open_pumps_ > 1) (from_client ? self->upstream_ : self->client_).shutdown_send();
       break;
     case PumpEnd::SourceError:
       if (!self->closed_) self->end(is_peer_gone(ec) ? from_reason : CloseReason::Error, true);
