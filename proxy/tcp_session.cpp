@@ -91,6 +91,12 @@ Task<void> TcpSession::pump(std::shared_ptr<TcpSession> self, Side from_side) {
 }
 
 void TcpSession::arm_watchdog(std::shared_ptr<TcpSession> self) {
+  // A pump may have ended the session before the watchdog started (a client that
+  // sent and reset at once): end() cancelled no wait then, so nothing would fire.
+  if (self->closed_) {
+    self->task_done();
+    return;
+  }
   const auto idle = self->listener_.route().idle_timeout;
   self->timer_.expires_at(self->last_activity_ + idle);
   TcpSession& s = *self;
