@@ -147,6 +147,7 @@ Task<HttpSession::Outcome> HttpSession::exchange() {
   ListenerStats& stats = listener_.stats();
   request_open_ = false;
   response_started_ = false;
+  close_now_ = false;
   fail_status_ = 0;
 
   if (!co_await read_head()) {
@@ -245,6 +246,9 @@ Task<HttpSession::Outcome> HttpSession::exchange() {
   const bool upstream_keep_alive = resp.keep_alive;
   x.out.consume(resp.head_size);
 
+  // RFC 9112 §9.6: a client that sent "close" sends no further request; with nothing
+  // unread, the connection can close at once, its FIN riding on the response.
+  close_now_ = close_client && !client_keep_alive && body_left_ == 0 && x.in.empty();
   bool upstream_clean = false;
   if (!co_await relay_response_body(resp_framing, resp_length, upstream_clean)) {
     finish_request(0);
@@ -252,7 +256,8 @@ Task<HttpSession::Outcome> HttpSession::exchange() {
   }
   finish_request(status);
   release_upstream(upstream_clean && upstream_keep_alive && body_left_ == 0 && x.out.empty());
-  co_return close_client ? Outcome::Close : Outcome::KeepAlive;
+  if (!close_client) co_return Outcome::KeepAlive;
+  co_return close_now_ ? Outcome::CloseNow : Outcome::Close;
 }
 
 Task<bool> HttpSession::read_head() {
@@ -430,7 +435,7 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
   asio::const_buffer head = asio::buffer(x.head);
   if (framing == http::Framing::None) {
     upstream_clean = true;
-    co_return co_await write_client(head);
+    co_return co_await write_client(head, {}, true);
   }
   if (framing == http::Framing::Chunked) x.framer.reset();
   std::uint64_t left = length;
@@ -454,7 +459,7 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
       done = r.done;
     }
     if (take > 0 || head.size() > 0) {
-      if (!co_await write_client(head, asio::buffer(x.out.data(), take))) co_return false;
+      if (!co_await write_client(head, asio::buffer(x.out.data(), take), done)) co_return false;
       head = asio::const_buffer();
       x.out.consume(take);
     }
@@ -649,8 +654,8 @@ Task<bool> HttpSession::read_some(Socket& s, ByteBuffer& b, error_code& ec) {
   co_return true;
 }
 
-Task<bool> HttpSession::write_client(asio::const_buffer a, asio::const_buffer b) {
-  const IoResult r = co_await client_.write_all(a.data(), a.size(), b.data(), b.size());
+Task<bool> HttpSession::write_client(asio::const_buffer a, asio::const_buffer b, bool last) {
+  const IoResult r = co_await client_.write_all(a.data(), a.size(), b.data(), b.size(), last && close_now_);
   listener_.stats().bytes_tx.add(r.bytes);
   response_started_ = true;
   if (r.ec) {

@@ -35,8 +35,10 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
 
  private:
   enum class Deadline : std::uint8_t { None, Header, Connect, Response, Activity, Linger };
-  // How an exchange ended.
-  enum class Outcome : std::uint8_t { KeepAlive, Close, Abort };
+  // How an exchange ended. Close lingers (reads until the client closes, so unread
+  // bytes can't turn our FIN into an RST that destroys the response in flight);
+  // CloseNow is for a client that said it sends nothing more and had nothing unread.
+  enum class Outcome : std::uint8_t { KeepAlive, Close, CloseNow, Abort };
 
   // The wait for the next request: a member, so an idle connection needs no coroutine.
   struct IdleWait final : IoOp {
@@ -70,7 +72,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   static Task<void> tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client);
 
   Task<bool> read_some(Socket& s, ByteBuffer& b, error_code& ec);
-  Task<bool> write_client(asio::const_buffer a, asio::const_buffer b = {});
+  Task<bool> write_client(asio::const_buffer a, asio::const_buffer b = {}, bool last = false);
   Task<bool> write_upstream(asio::const_buffer a, asio::const_buffer b = {});
 
   void set_deadline(Deadline what, std::chrono::steady_clock::duration in);
@@ -102,6 +104,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   bool response_started_ = false;  // bytes of the response reached the client
   bool response_bytes_ = false;    // the app sent bytes of a response
   bool finished_ = false;
+  bool close_now_ = false;  // the response in progress is the last: the client asked to close
   unsigned fail_status_ = 0;  // the status to answer when a step fails; 0: just close
   int tunnel_pumps_ = 0;
 };

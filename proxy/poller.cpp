@@ -414,8 +414,11 @@ bool Socket::ReadSome::perform(Socket& sock) {
   return ec != asio::error::would_block;
 }
 
-Socket::WriteAll::WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn)
-    : s(sock), iov{iovec{const_cast<void*>(a), an}, iovec{const_cast<void*>(b), bn}}, count(bn > 0 ? 2 : 1) {}
+Socket::WriteAll::WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn, bool more)
+    : s(sock),
+      iov{iovec{const_cast<void*>(a), an}, iovec{const_cast<void*>(b), bn}},
+      count(bn > 0 ? 2 : 1),
+      flags(MSG_NOSIGNAL | (more ? MSG_MORE : 0)) {}
 
 bool Socket::WriteAll::perform(Socket& sock) {
   for (;;) {
@@ -425,7 +428,7 @@ bool Socket::WriteAll::perform(Socket& sock) {
     msghdr msg{};
     msg.msg_iov = &iov[first];
     msg.msg_iovlen = static_cast<std::size_t>(count - first);
-    const ssize_t n = ::sendmsg(sock.fd_, &msg, MSG_NOSIGNAL);
+    const ssize_t n = ::sendmsg(sock.fd_, &msg, flags);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (would_block(errno)) {

@@ -143,7 +143,10 @@ class Socket {
   struct WaitWritable;
   struct Connect;
   ReadSome read_some(void* data, std::size_t size);
-  WriteAll write_all(const void* a, std::size_t a_size, const void* b = nullptr, std::size_t b_size = 0);
+  // `more`: the connection closes right after this write, so the kernel may hold the
+  // last segment back and send it together with the FIN (MSG_MORE).
+  WriteAll write_all(const void* a, std::size_t a_size, const void* b = nullptr, std::size_t b_size = 0,
+                     bool more = false);
   WaitReadable wait_readable();
   WaitWritable wait_writable();
 
@@ -192,7 +195,8 @@ struct Socket::WriteAll final : CoroOp {
   Socket& s;
   std::array<iovec, 2> iov;
   int count;
-  WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn);
+  int flags;
+  WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn, bool more);
   bool perform(Socket& sock) override;
   bool await_ready() { return s.start_write(*this); }
   void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
@@ -234,8 +238,8 @@ struct Socket::Connect final : CoroOp {
 };
 
 inline Socket::ReadSome Socket::read_some(void* data, std::size_t size) { return ReadSome(*this, data, size); }
-inline Socket::WriteAll Socket::write_all(const void* a, std::size_t an, const void* b, std::size_t bn) {
-  return WriteAll(*this, a, an, b, bn);
+inline Socket::WriteAll Socket::write_all(const void* a, std::size_t an, const void* b, std::size_t bn, bool more) {
+  return WriteAll(*this, a, an, b, bn, more);
 }
 inline Socket::WaitReadable Socket::wait_readable() { return WaitReadable(*this); }
 inline Socket::WaitWritable Socket::wait_writable() { return WaitWritable(*this); }
