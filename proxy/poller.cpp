@@ -44,7 +44,7 @@ struct FrameCache {
 
 thread_local FrameCache frame_cache;
 
-std::size_t frame_class(std::size_t size) { return (size + kFrameGranule - 1) / kFrameGranule; }
+[[maybe_unused]] std::size_t frame_class(std::size_t size) { return (size + kFrameGranule - 1) / kFrameGranule; }
 
 }  // namespace
 
