@@ -120,6 +120,17 @@ error_code last_error() { return error_code(errno, boost::system::system_categor
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
+// After a failed socket call: EAGAIN means the kernel has nothing (or no room) for
+// us until the next edge, so `ready` is cleared; anything else is a real error.
+void note_failure(bool& ready, error_code& ec) {
+  if (would_block(errno)) {
+    ready = false;
+    ec = asio::error::would_block;
+  } else {
+    ec = last_error();
+  }
+}
+
 }  // namespace
 
 Poller::Poller(asio::io_context& io) : io_(io), desc_(io) {
@@ -291,12 +302,7 @@ std::size_t Socket::recv(void* data, std::size_t size, error_code& ec) {
       return 0;
     }
     if (errno == EINTR) continue;
-    if (would_block(errno)) {
-      readable_ = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = last_error();
-    }
+    note_failure(readable_, ec);
     return 0;
   }
 }
@@ -311,14 +317,9 @@ std::size_t Socket::splice_in(int pipe_write, std::size_t max, error_code& ec) {
       return 0;
     }
     if (errno == EINTR) continue;
-    if (would_block(errno)) {
-      // EAGAIN from splice may also mean the pipe is full; the caller empties it first,
-      // so here it is the socket.
-      readable_ = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = last_error();
-    }
+    // EAGAIN from splice may also mean the pipe is full; the caller empties it first,
+    // so here it is the socket.
+    note_failure(readable_, ec);
     return 0;
   }
 }
@@ -329,12 +330,7 @@ std::size_t Socket::splice_out(int pipe_read, std::size_t max, error_code& ec) {
     const ssize_t n = ::splice(pipe_read, nullptr, fd_, nullptr, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
-    if (would_block(errno)) {
-      writable_ = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = last_error();
-    }
+    note_failure(writable_, ec);
     return 0;
   }
 }
@@ -350,12 +346,7 @@ int Socket::accept(sockaddr_storage& peer, error_code& ec) {
     const int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return fd;
     if (errno == EINTR) continue;
-    if (would_block(errno)) {
-      readable_ = false;
-      ec = asio::error::would_block;
-    } else {
-      ec = last_error();
-    }
+    note_failure(readable_, ec);
     return -1;
   }
 }
