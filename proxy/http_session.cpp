@@ -22,8 +22,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kLingerTime = std::chrono::seconds(1);
 // Response bodies at least this long (and of known length) are relayed by splice(2).
 constexpr std::uint64_t kSpliceMinBytes = 64 * 1024;
-constexpr std::size_t kSpliceChunk = 256 * 1024;
-constexpr std::size_t kFairShare = 1024 * 1024;
 
 std::string_view status_text(unsigned status) {
   switch (status) {

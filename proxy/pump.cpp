@@ -48,9 +48,6 @@ class BorrowedPipe {
   PipePool::Pipe pipe_;
 };
 
-constexpr std::size_t kSpliceChunk = 64 * 1024;
-// Bytes one direction may move before letting the worker's other connections run.
-constexpr std::size_t kFairShare = 1024 * 1024;
 
 // Moves what one splice_in() put into the pipe on to the sink.
 Task<bool> drain_pipe(BorrowedPipe& pipe, Socket& to, Counter* written_bytes, error_code& ec) {

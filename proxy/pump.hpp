@@ -1,5 +1,6 @@
 #pragma once
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 #include "proxy/asio.hpp"
@@ -10,6 +11,12 @@
 #include "proxy/stats.hpp"
 
 namespace drainproxy::proxy {
+
+// Bytes asked of one splice(2) into a pipe (a default pipe holds 64 KiB).
+constexpr std::size_t kSpliceChunk = 64 * 1024;
+// Bytes one relay may move without a pause before letting the worker's other
+// connections run.
+constexpr std::size_t kFairShare = 1024 * 1024;
 
 enum class PumpEnd : std::uint8_t {
   SourceEof,    // the source half-closed (the caller passes it on, or closes both)

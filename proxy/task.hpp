@@ -77,19 +77,35 @@ bool start_inline(std::coroutine_handle<P> h, std::coroutine_handle<> awaiting) 
 
 }  // namespace detail
 
+namespace detail {
+
+// How a task hands over its result: a value, or nothing for Task<void>.
+template <typename T>
+struct ResultPromise : TaskPromiseBase {
+  std::optional<T> value;
+  template <typename U>
+  void return_value(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
+  T take() { return std::move(*value); }
+};
+
+template <>
+struct ResultPromise<void> : TaskPromiseBase {
+  void return_void() noexcept {}
+  void take() noexcept {}
+};
+
+}  // namespace detail
+
 // A lazily started coroutine that resumes its awaiter when it finishes. Tasks run
 // on one worker thread and are driven by the Poller's readiness events; they are
 // much lighter than asio::awaitable (no executor, no per-operation allocation).
 template <typename T>
 class [[nodiscard]] Task {
  public:
-  struct promise_type : detail::TaskPromiseBase {
-    std::optional<T> value;
+  struct promise_type : detail::ResultPromise<T> {
     Task get_return_object() { return Task(std::coroutine_handle<promise_type>::from_promise(*this)); }
-    template <typename U>
-    void return_value(U&& v) {
-      value.emplace(std::forward<U>(v));
-    }
   };
 
   Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
@@ -103,33 +119,7 @@ class [[nodiscard]] Task {
   bool await_suspend(std::coroutine_handle<> awaiting) { return detail::start_inline(h_, awaiting); }
   T await_resume() {
     if (h_.promise().error) std::rethrow_exception(h_.promise().error);
-    return std::move(*h_.promise().value);
-  }
-
- private:
-  explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}
-  std::coroutine_handle<promise_type> h_;
-};
-
-template <>
-class [[nodiscard]] Task<void> {
- public:
-  struct promise_type : detail::TaskPromiseBase {
-    Task get_return_object() { return Task(std::coroutine_handle<promise_type>::from_promise(*this)); }
-    void return_void() noexcept {}
-  };
-
-  Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
-  Task(const Task&) = delete;
-  Task& operator=(const Task&) = delete;
-  ~Task() {
-    if (h_) h_.destroy();
-  }
-
-  bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> awaiting) { return detail::start_inline(h_, awaiting); }
-  void await_resume() {
-    if (h_.promise().error) std::rethrow_exception(h_.promise().error);
+    return h_.promise().take();
   }
 
  private:
