@@ -1,5 +1,6 @@
 #include "http/head_writer.hpp"
 
+#include <array>
 #include <charconv>
 
 #include "http/syntax.hpp"
@@ -35,6 +36,63 @@ bool named_in_connection(const std::vector<Field>& fields, std::string_view name
   return false;
 }
 
+// The tokens of the head's Connection fields, gathered once per head so that each
+// field is not checked by re-parsing every Connection field again.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const std::vector<Field>& fields) : fields_(fields) {
+    for (const Field& f : fields) {
+      if (!iequals(f.name, kConnection)) continue;
+      ListCursor list(f.value);
+      std::string_view token;
+      while (list.next(token)) {
+        if (token.empty()) continue;
+        if (count_ == tokens_.size()) {
+          overflow_ = true;  // unusual: fall back to scanning the fields
+          return;
+        }
+        tokens_[count_++] = token;
+      }
+    }
+  }
+
+  bool names(std::string_view name) const {
+    if (overflow_) return named_in_connection(fields_, name);
+    for (std::size_t i = 0; i < count_; ++i)
+      if (equals_ignore_case(tokens_[i], name)) return true;
+    return false;
+  }
+  bool empty() const { return count_ == 0 && !overflow_; }
+
+ private:
+  const std::vector<Field>& fields_;
+  std::array<std::string_view, 8> tokens_{};
+  std::size_t count_ = 0;
+  bool overflow_ = false;
+};
+
+bool hop_by_hop(std::string_view name, const ConnectionTokens& connection, bool keep_upgrade) {
+  // The fixed hop-by-hop names, told apart by length first (RFC 9110 §7.6.1).
+  switch (name.size()) {
+    case kTe.size():
+      if (iequals(name, kTe)) return true;
+      break;
+    case kUpgrade.size():
+      if (iequals(name, kUpgrade)) return !keep_upgrade;
+      break;
+    case kConnection.size():  // == kKeepAlive.size()
+      if (iequals(name, kConnection) || iequals(name, kKeepAlive)) return true;
+      break;
+    case kProxyConnection.size():
+      if (iequals(name, kProxyConnection)) return true;
+      break;
+    default:
+      break;
+  }
+  if (connection.empty() || is_framing_field(name)) return false;  // framing is never removable
+  return connection.names(name);
+}
+
 void append_content_length(std::string& out, std::string_view name, std::uint64_t length) {
   char digits[20];
   const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, length);
@@ -51,12 +109,7 @@ void append_status_code(std::string& out, unsigned status) {
 }  // namespace
 
 bool is_hop_by_hop(std::string_view name, const std::vector<Field>& fields, bool keep_upgrade) {
-  if (is_framing_field(name)) return false;  // never removable, whatever Connection says
-  if (iequals(name, kConnection) || iequals(name, kKeepAlive) || iequals(name, kProxyConnection) ||
-      iequals(name, kTe))
-    return true;
-  if (iequals(name, kUpgrade)) return !keep_upgrade;
-  return named_in_connection(fields, name);
+  return hop_by_hop(name, ConnectionTokens(fields), keep_upgrade);
 }
 
 void write_request_head(const RequestHead& h, const ForwardInfo& fi, std::string& out) {
@@ -70,8 +123,9 @@ void write_request_head(const RequestHead& h, const ForwardInfo& fi, std::string
   bool has_forwarded_host = false;
   bool has_host = false;
   bool length_written = false;
+  const ConnectionTokens connection(h.fields);
   for (const Field& f : h.fields) {
-    if (is_hop_by_hop(f.name, h.fields, h.upgrade_websocket)) continue;
+    if (hop_by_hop(f.name, connection, h.upgrade_websocket)) continue;
     if (iequals(f.name, kContentLength)) {
       // "3, 3" or repeated identical fields reach the app as one value (RFC 9110 §8.6).
       if (!length_written) append_content_length(out, f.name, h.content_length);
@@ -130,8 +184,9 @@ void write_response_head(const ResponseHead& h, const ResponseForwardInfo& fi, s
   out += h.reason;
   out += kCrlf;
   bool length_written = false;
+  const ConnectionTokens connection(h.fields);
   for (const Field& f : h.fields) {
-    if (is_hop_by_hop(f.name, h.fields, h.upgrade)) continue;
+    if (hop_by_hop(f.name, connection, h.upgrade)) continue;
     if (h.framing == Framing::ContentLength && iequals(f.name, kContentLength)) {
       if (!length_written) append_content_length(out, f.name, h.content_length);
       length_written = true;

@@ -18,7 +18,7 @@ namespace drainproxy::proxy {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = LoopClock;
 constexpr auto kLingerTime = std::chrono::seconds(1);
 // Response bodies at least this long (and of known length) are relayed by splice(2).
 constexpr std::uint64_t kSpliceMinBytes = 64 * 1024;

@@ -165,6 +165,7 @@ void Poller::arm() {
 void Poller::run_ready() {
   std::array<epoll_event, 256> events;
   const int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 0);
+  const LoopClock::Batch batch;
   for (int i = 0; i < n; ++i) {
     const auto index = static_cast<std::uint32_t>(events[i].data.u64);
     const auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
@@ -419,7 +420,9 @@ bool Socket::WriteAll::perform(Socket& sock) {
     msghdr msg{};
     msg.msg_iov = &iov[first];
     msg.msg_iovlen = static_cast<std::size_t>(count - first);
-    const ssize_t n = ::sendmsg(sock.fd_, &msg, flags);
+    // One buffer (the common case) goes through send(): no msghdr for the kernel to copy in.
+    const ssize_t n = count - first == 1 ? ::send(sock.fd_, iov[first].iov_base, iov[first].iov_len, flags)
+                                         : ::sendmsg(sock.fd_, &msg, flags);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (would_block(errno)) {

@@ -3,6 +3,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <chrono>
 #include <coroutine>
 #include <cstdint>
 #include <string>
@@ -14,6 +15,36 @@
 namespace drainproxy::proxy {
 
 class Socket;
+
+// The time for bookkeeping on the data path (idle timers, request durations, pool
+// ages): read once per batch of events while a batch runs, like HAProxy's now_ms
+// and nginx's cached time, instead of a clock read at every step of every request.
+// Outside a batch (timers, posted completions) it reads the clock.
+struct LoopClock {
+  using time_point = std::chrono::steady_clock::time_point;
+  using duration = std::chrono::steady_clock::duration;
+
+  static time_point now() noexcept { return in_batch_ ? batch_now_ : std::chrono::steady_clock::now(); }
+
+  // Scope of one batch of events.
+  class Batch {
+   public:
+    Batch() noexcept : outer_(in_batch_) {
+      batch_now_ = std::chrono::steady_clock::now();
+      in_batch_ = true;
+    }
+    ~Batch() { in_batch_ = outer_; }
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+   private:
+    bool outer_;
+  };
+
+ private:
+  static inline thread_local time_point batch_now_{};
+  static inline thread_local bool in_batch_ = false;
+};
 
 struct IoResult {
   std::size_t bytes = 0;

@@ -99,7 +99,7 @@ Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* p
     if (ec == asio::error::eof) co_return PumpEnd::SourceEof;
     if (ec) co_return PumpEnd::SourceError;
     if (read_bytes) read_bytes->add(n);
-    last_activity = std::chrono::steady_clock::now();
+    last_activity = LoopClock::now();
     if (via_pipe) {
       pipe->pending = n;
       if (!co_await drain_pipe(*pipe, to, written_bytes, ec)) co_return PumpEnd::SinkError;
@@ -109,7 +109,7 @@ Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* p
       if (ec) co_return PumpEnd::SinkError;
       if (written_bytes) written_bytes->add(n);
     }
-    last_activity = std::chrono::steady_clock::now();
+    last_activity = LoopClock::now();
     since_yield += n;
     bulk = n >= BufferPool::kSize;
   }

@@ -12,7 +12,7 @@ TcpSession::TcpSession(Socket client, Listener& listener)
     : client_(std::move(client)),
       timer_(listener.poller().io()),
       listener_(listener),
-      last_activity_(std::chrono::steady_clock::now()) {}
+      last_activity_(LoopClock::now()) {}
 
 void TcpSession::spawn_task(std::shared_ptr<TcpSession> self, Task<void> task) {
   ++self->tasks_;
@@ -101,7 +101,7 @@ void TcpSession::arm_watchdog(std::shared_ptr<TcpSession> self) {
   self->timer_.expires_at(self->last_activity_ + idle);
   TcpSession& s = *self;
   s.timer_.async_wait([self = std::move(self), idle](const error_code&) mutable {
-    if (!self->closed_ && std::chrono::steady_clock::now() - self->last_activity_ >= idle) {
+    if (!self->closed_ && LoopClock::now() - self->last_activity_ >= idle) {
       spdlog::get("proxy")->debug("listener={} closing idle connection", self->listener_.route().name);
       self->end(CloseReason::IdleTimeout, false);
     }

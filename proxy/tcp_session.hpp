@@ -35,7 +35,7 @@ class TcpSession final : public Session, public std::enable_shared_from_this<Tcp
   // Records why the connection ends (the first reason wins) and closes both sides.
   void end(CloseReason why, bool abortive);
   void task_done();
-  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+  void touch() { last_activity_ = LoopClock::now(); }
 
   Socket client_;
   Socket upstream_;

@@ -174,6 +174,21 @@ TEST(HeadWriterTest, FramingFieldsAreNeverHopByHop) {
   EXPECT_FALSE(is_hop_by_hop("Trailer", fields, false));
 }
 
+TEST(HeadWriterTest, ManyConnectionTokensAllCount) {
+  // More tokens than the writer gathers up front: the late ones still name hop-by-hop fields.
+  const RequestHead h = parse_request(
+      "GET / HTTP/1.1\r\nHost: h\r\nConnection: a1, a2, a3, a4\r\nConnection: a5, a6, a7, a8, a9, X-Late\r\n"
+      "X-Late: 1\r\nA9: 2\r\nA1: 3\r\nX-Kept: 4\r\n\r\n");
+  std::string out;
+  write_request_head(h, {"1.2.3.4", "http", true, {}}, out);
+  EXPECT_EQ(out.find("X-Late"), std::string::npos) << out;
+  EXPECT_EQ(out.find("A9:"), std::string::npos) << out;
+  EXPECT_EQ(out.find("A1:"), std::string::npos) << out;
+  EXPECT_NE(out.find("X-Kept: 4\r\n"), std::string::npos) << out;
+  EXPECT_TRUE(is_hop_by_hop("x-late", h.fields, false));
+  EXPECT_FALSE(is_hop_by_hop("x-kept", h.fields, false));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Responses.
 

@@ -979,5 +979,27 @@ TEST_F(TaskSocketTest, ValueAndExceptionArriveAfterSuspending) {
   }
 }
 
+TEST(LoopClockTest, OneReadingPerBatchAndLiveOutside) {
+  const auto before = LoopClock::now();
+  {
+    const LoopClock::Batch batch;
+    const auto first = LoopClock::now();
+    EXPECT_GE(first, before);
+    // Wait until the real clock has moved on: the batch time must not follow it.
+    while (std::chrono::steady_clock::now() == first) {
+    }
+    EXPECT_EQ(LoopClock::now(), first);
+    {
+      const LoopClock::Batch nested;  // a nested batch takes a fresh reading, then restores
+      EXPECT_GT(LoopClock::now(), first);
+    }
+    EXPECT_TRUE(LoopClock::now() == first || LoopClock::now() > first);
+  }
+  const auto outside = LoopClock::now();
+  while (std::chrono::steady_clock::now() == outside) {
+  }
+  EXPECT_GT(LoopClock::now(), outside);  // no batch: the clock is read each time
+}
+
 }  // namespace
 }  // namespace drainproxy::proxy
