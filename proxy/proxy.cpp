@@ -56,7 +56,19 @@ void Proxy::start() {
 }
 
 void Proxy::stop_accepting() {
-  for (auto& w : workers_) w->post_stop_accepting();
+  std::vector<std::future<void>> closed;
+  for (auto& w : workers_) closed.push_back(w->post_stop_accepting());
+  // Once the phase says draining, a new connection must be refused: wait until every
+  // worker has closed its listening sockets (bounded, so a stuck worker cannot
+  // stall the control thread; the watchdog reports such a worker).
+  const auto deadline = std::chrono::steady_clock::now() + kStopAcceptingWait;
+  for (auto& c : closed) {
+    if (c.wait_until(deadline) != std::future_status::ready) {
+      spdlog::get("proxy")->warn("a worker did not close its listeners within {} ms; new connections may still be accepted",
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(kStopAcceptingWait).count());
+      return;
+    }
+  }
 }
 
 void Proxy::force_close() {

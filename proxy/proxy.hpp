@@ -23,7 +23,9 @@ class Proxy {
   ~Proxy();
 
   void start();
+  // Returns once every worker has closed its listening sockets (bounded by kStopAcceptingWait).
   void stop_accepting();
+  static constexpr std::chrono::milliseconds kStopAcceptingWait{1000};
   void force_close();
   void shutdown();
 

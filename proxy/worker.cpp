@@ -72,10 +72,14 @@ awaitable<void> Worker::housekeeping_loop(Worker* self) {
   }
 }
 
-void Worker::post_stop_accepting() {
-  asio::post(*ioc_, [this] {
+std::future<void> Worker::post_stop_accepting() {
+  auto closed = std::make_shared<std::promise<void>>();
+  auto result = closed->get_future();
+  asio::post(*ioc_, [this, closed] {
     for (auto& l : listeners_) l->stop_accepting();
+    closed->set_value();
   });
+  return result;
 }
 
 void Worker::post_force_close() {

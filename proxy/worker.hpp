@@ -1,6 +1,7 @@
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -26,7 +27,8 @@ class Worker {
   void add_listener(std::unique_ptr<Listener> l) { listeners_.push_back(std::move(l)); }
 
   void start();
-  void post_stop_accepting();
+  // The future is ready once this worker's listening sockets are closed.
+  std::future<void> post_stop_accepting();
   void post_force_close();
   // Lets the loop finish once its sessions are gone, then joins the thread.
   void shutdown(std::chrono::milliseconds max_wait);
