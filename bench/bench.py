@@ -73,7 +73,7 @@ def load_config():
         "tmp": os.environ["BENCH_TMP"],
         "results": os.environ["BENCH_RESULTS"],
         "drainproxy_bin": os.environ["DRAINPROXY_BIN"],
-        "ROUNDS": env_int("ROUNDS", 1 if quick else 3),
+        "ROUNDS": env_int("ROUNDS", 1 if quick else 5),
         "DURATION": env_int("DURATION", 2 if quick else 5),
         "BULK_DURATION": env_int("BULK_DURATION", 2 if quick else 5),
         "WARMUP": env_int("WARMUP", 0 if quick else 1),
@@ -143,6 +143,26 @@ def cpu_ticks(pids):
             continue
         fields = st[st.rindex(")") + 2:].split()
         total += int(fields[11]) + int(fields[12])  # fields 14,15 of stat(5)
+    return total
+
+
+def preemptions(pids):
+    """Involuntary context switches summed over all threads of pids: how often the
+    scheduler took the CPU away from a proxy that still had work."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
     return total
 
 
@@ -420,6 +440,7 @@ def run_wrk(cfg, system, scenario, duration=None):
     app_pids = cfg["app"].pids()
     acc0 = app_accepts(cfg["app_port"])
     c0, a0, b0 = cpu_ticks(proxy_pids), cpu_ticks(app_pids), system_busy_ticks()
+    n0 = preemptions(proxy_pids)
     t0 = time.monotonic()
     wp = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = wp.stdout.read().decode("utf-8", "replace")
@@ -427,6 +448,7 @@ def run_wrk(cfg, system, scenario, duration=None):
     wp.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
     c1, a1, b1 = cpu_ticks(proxy_pids), cpu_ticks(app_pids), system_busy_ticks()
+    n1 = preemptions(proxy_pids)
     acc1 = app_accepts(cfg["app_port"])
     m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
     if wp.returncode != 0 or not m:
@@ -449,6 +471,7 @@ def run_wrk(cfg, system, scenario, duration=None):
         "proxy_cpu_s": (c1 - c0) / CLK_TCK,
         "proxy_cpu_us_per_req": (c1 - c0) / CLK_TCK * 1e6 / reqs if (reqs and proxy_pids) else None,
         "app_cpu_us_per_req": (a1 - a0) / CLK_TCK * 1e6 / reqs if reqs else None,
+        "proxy_preempted_per_1k_req": 1000.0 * (n1 - n0) / reqs if (reqs and proxy_pids) else None,
         "wrk_cpu_s": ru.ru_utime + ru.ru_stime,
         "machine_busy_cpu_s": (b1 - b0) / CLK_TCK,
         "wall_s": wall,
@@ -553,6 +576,7 @@ def summarize(cfg, runs):
             "p50_ms": med([r["p50_ms"] for r in rs]), "p99_ms": med([r["p99_ms"] for r in rs]),
             "proxy_cpu_us_per_req": med([r["proxy_cpu_us_per_req"] for r in rs]),
             "app_cpu_us_per_req": med([r["app_cpu_us_per_req"] for r in rs]),
+            "proxy_preempted_per_1k_req": med([r.get("proxy_preempted_per_1k_req") for r in rs]),
             "requests": sum(r["requests"] for r in rs),
             "non2xx": sum(r["non2xx"] for r in rs),
             "socket_errors": {k: v for k, v in errs.items() if k != "status"},
@@ -567,6 +591,14 @@ def summarize(cfg, runs):
         mode = s["system"].split("-")[-1] if s["system"] != "direct" else None
         h = by.get(("haproxy-%s/w%d" % (mode, s["workers"]), s["scenario"])) if mode else None
         s["ratio_haproxy"] = s["value"] / h["value"] if h and h["value"] and s["value"] is not None else None
+        # Paired: each round's ratio to the HAProxy run next to it in time, then the
+        # median. Drift between rounds cancels out, unlike in a ratio of two medians.
+        s["ratio_haproxy_paired"] = None
+        if h:
+            key = "mbps" if s["unit"] == "MB/s" else "rps"
+            mine = {r["round"]: r[key] for r in runs if r["label"] == s["label"] and r["scenario"] == s["scenario"]}
+            theirs = {r["round"]: r[key] for r in runs if r["label"] == h["label"] and r["scenario"] == s["scenario"]}
+            s["ratio_haproxy_paired"] = med([mine[k] / theirs[k] for k in mine if theirs.get(k)])
     order = {l: i for i, l in enumerate(cfg["labels"])}
     summary.sort(key=lambda s: (list(SCENARIOS).index(s["scenario"]), order.get(s["label"], 99)))
     return summary
@@ -581,7 +613,8 @@ def markdown(cfg, summary, idle, meta):
     out.append("## drainproxy benchmark (%s)\n" % ("QUICK smoke run" if cfg["quick"] else "full run"))
     out.append("%s; %d round(s) interleaved; wrk -t%d -c%d (bulk -c%d), %ds per run (bulk %ds); "
                "app: nginx %d worker(s). Values are medians over rounds; CPU µs/req = proxy utime+stime "
-               "(all its processes/threads) / requests.\n"
+               "(all its processes/threads) / requests; paired = median of each round's ratio to the HAProxy "
+               "run beside it; preempted = the proxy's involuntary context switches.\n"
                % (meta["machine"], cfg["ROUNDS"], cfg["THREADS"], cfg["CONNS"], cfg["BULK_CONNS"],
                   cfg["DURATION"], cfg["BULK_DURATION"], cfg["APP_WORKERS"]))
     for scen in SCENARIOS:
@@ -590,17 +623,19 @@ def markdown(cfg, summary, idle, meta):
             continue
         unit = SCENARIOS[scen][4]
         out.append("### %s\n" % SCENARIO_TITLES[scen])
-        out.append("| system | workers | %s | × direct | × HAProxy | p50 ms | p99 ms | proxy CPU µs/req "
-                   "| app conns / 1k req | non-2xx | socket errors |" % unit)
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        out.append("| system | workers | %s | × direct | × HAProxy | × HAProxy, paired | p50 ms | p99 ms "
+                   "| proxy CPU µs/req | proxy preempted / 1k req | app conns / 1k req | non-2xx | socket errors |"
+                   % unit)
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for s in rows:
             sock = ", ".join("%s %d" % (k, v) for k, v in sorted(s["socket_errors"].items()) if v) or "0"
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
                 s["system"], "–" if s["system"] == "direct" else s["workers"],
                 fmt(s["value"], "%.0f" if unit == "req/s" else "%.1f"),
                 fmt(s["ratio_direct"], "%.2f"), fmt(s["ratio_haproxy"], "%.2f"),
+                fmt(s.get("ratio_haproxy_paired"), "%.2f"),
                 fmt(s["p50_ms"], "%.2f"), fmt(s["p99_ms"], "%.2f"),
-                fmt(s["proxy_cpu_us_per_req"], "%.1f"),
+                fmt(s["proxy_cpu_us_per_req"], "%.1f"), fmt(s.get("proxy_preempted_per_1k_req"), "%.0f"),
                 fmt(s["app_conns_per_1k_req"], "%.1f"), s["non2xx"], sock))
         out.append("")
     # Compact view: proxy CPU per request per scenario, and memory per idle connection.

@@ -2,7 +2,7 @@
 # drainproxy benchmark: drainproxy (http, tcp) vs HAProxy and nginx (http, tcp) vs direct,
 # on loopback, in front of an nginx app. See bench/README.md.
 #
-#   bench/run.sh            full run (3 rounds, workers 1 and 2, 5,000 idle connections; ~13 min)
+#   bench/run.sh            full run (5 rounds, workers 1 and 2, 5,000 idle connections; ~20 min)
 #   QUICK=1 bench/run.sh    smoke run (~90 s)
 #
 # Output: Markdown table on stdout; bench/results/<timestamp>/{results.json,results.md,chart.png}.
