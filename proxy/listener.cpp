@@ -66,13 +66,7 @@ void Listener::on_accepted(int fd, const sockaddr_storage& peer) {
     }
     return;
   }
-  error_code ec;
-  Socket s(poller_, fd, ec);
-  if (ec) {
-    spdlog::get("proxy")->warn("listener={} cannot watch a new connection: {}", route_.name, ec.message());
-    session_closed(CloseReason::Error);
-    return;
-  }
+  Socket s(poller_, fd, Socket::Lazy{});
   if (route_.mode == RouteMode::Http)
     HttpSession::start(std::make_shared<HttpSession>(std::move(s), peer_address(peer), *this));
   else

@@ -194,16 +194,18 @@ std::uint32_t Poller::attach(Socket* s, int fd, error_code& ec) {
     index = static_cast<std::uint32_t>(slots_.size());
     slots_.push_back(Slot{});
   }
-  Slot& slot = slots_[index];
-  slot.socket = s;
+  slots_[index].socket = s;
+  if (fd >= 0 && !watch(index, fd, ec)) detach(index);
+  return index;
+}
+
+bool Poller::watch(std::uint32_t index, int fd, error_code& ec) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = (static_cast<std::uint64_t>(slot.generation) << 32) | index;
-  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    ec = last_error();
-    detach(index);
-  }
-  return index;
+  ev.data.u64 = (static_cast<std::uint64_t>(slots_[index].generation) << 32) | index;
+  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) == 0) return true;
+  ec = last_error();
+  return false;
 }
 
 void Poller::detach(std::uint32_t index) {
@@ -215,7 +217,7 @@ void Poller::detach(std::uint32_t index) {
 
 // ---------------------------------------------------------------- socket
 
-Socket::Socket(Poller& poller, int fd, error_code& ec) : poller_(&poller), fd_(fd) {
+Socket::Socket(Poller& poller, int fd, error_code& ec) : poller_(&poller), fd_(fd), watched_(true) {
   slot_ = poller.attach(this, fd, ec);
   if (ec) {
     ::close(fd_);
@@ -223,10 +225,24 @@ Socket::Socket(Poller& poller, int fd, error_code& ec) : poller_(&poller), fd_(f
   }
 }
 
+Socket::Socket(Poller& poller, int fd, Lazy) : poller_(&poller), fd_(fd), readable_(true) {
+  error_code no_syscall;
+  slot_ = poller.attach(this, -1, no_syscall);
+}
+
+bool Socket::watch(error_code& ec) {
+  if (watched_) return true;
+  // Edge-triggered, and the kernel reports what is already ready when the fd is added:
+  // nothing that happened before this point is missed.
+  watched_ = poller_->watch(slot_, fd_, ec);
+  return watched_;
+}
+
 Socket::Socket(Socket&& o) noexcept
     : poller_(o.poller_),
       fd_(std::exchange(o.fd_, -1)),
       slot_(o.slot_),
+      watched_(o.watched_),
       readable_(o.readable_),
       writable_(o.writable_),
       peer_closed_(o.peer_closed_) {
@@ -240,6 +256,7 @@ Socket& Socket::operator=(Socket&& o) noexcept {
     poller_ = o.poller_;
     fd_ = std::exchange(o.fd_, -1);
     slot_ = o.slot_;
+    watched_ = o.watched_;
     readable_ = o.readable_;
     writable_ = o.writable_;
     peer_closed_ = o.peer_closed_;
@@ -354,7 +371,7 @@ int Socket::accept(sockaddr_storage& peer, error_code& ec) {
 
 bool Socket::idle_intact() {
   if (fd_ < 0) return false;
-  if (!readable_) return true;
+  if (watched_ && !readable_) return true;  // unwatched: no event could have told us
   char c;
   const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && would_block(errno)) {
@@ -370,6 +387,7 @@ bool Socket::start_read(IoOp& op) {
     return true;
   }
   if (readable_ && op.perform(*this)) return true;
+  if (!watch(op.ec)) return true;
   reader_ = &op;
   return false;
 }
@@ -380,6 +398,7 @@ bool Socket::start_write(IoOp& op) {
     return true;
   }
   if (writable_ && op.perform(*this)) return true;
+  if (!watch(op.ec)) return true;
   writer_ = &op;
   return false;
 }

@@ -87,6 +87,7 @@ class Poller {
   // Stops waiting for events, so the io_context can run out of work.
   void stop();
   asio::io_context& io() { return io_; }
+  int native_handle() const { return ep_; }
 
   // co_await poller.yield(): resumes after what the io_context has queued.
   struct Yield {
@@ -109,7 +110,9 @@ class Poller {
     Socket* socket = nullptr;
     std::uint32_t generation = 0;
   };
+  // A slot for `s`; with `fd` >= 0 also adds fd to the epoll set (detaching again on failure).
   std::uint32_t attach(Socket* s, int fd, error_code& ec);
+  bool watch(std::uint32_t slot, int fd, error_code& ec);
   void rebind(std::uint32_t slot, Socket* s) { slots_[slot].socket = s; }
   void detach(std::uint32_t slot);
   void arm();
@@ -130,6 +133,12 @@ class Socket {
   Socket() = default;
   // Takes ownership of a connected, non-blocking descriptor.
   Socket(Poller& poller, int fd, error_code& ec);
+  // Same, but joins the epoll set only when an operation first has to wait. A
+  // connection that is served without ever waiting (a request already queued at
+  // accept, answered, closed) then costs no epoll_ctl and no epoll bookkeeping at
+  // close, as in HAProxy. Until then readiness is unknown, so reads are tried.
+  struct Lazy {};
+  Socket(Poller& poller, int fd, Lazy);
   Socket(Socket&& o) noexcept;
   Socket& operator=(Socket&& o) noexcept;
   ~Socket() { close(); }
@@ -188,10 +197,14 @@ class Socket {
   friend class Poller;
   void on_event(std::uint32_t events);
   void cancel_ops();
+  // Before an operation parks: joins the epoll set if not yet done. False (with
+  // `ec`) when the kernel refused.
+  bool watch(error_code& ec);
 
   Poller* poller_ = nullptr;
   int fd_ = -1;
   std::uint32_t slot_ = 0;
+  bool watched_ = false;    // in the epoll set
   bool readable_ = false;  // an edge arrives for bytes that are already there when registering
   bool writable_ = true;
   // The peer's FIN (or an error) was seen: a short read no longer means "wait for

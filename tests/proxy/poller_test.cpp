@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -977,6 +979,122 @@ TEST_F(TaskSocketTest, ValueAndExceptionArriveAfterSuspending) {
   } catch (...) {
     ADD_FAILURE() << "unexpected exception type";
   }
+}
+
+// ---------------------------------------------------------------- lazily watched sockets
+
+// Whether `fd` is in the epoll set `ep`, as the kernel lists it in /proc/self/fdinfo.
+bool in_epoll_set(int ep, int fd) {
+  std::ifstream info("/proc/self/fdinfo/" + std::to_string(ep));
+  std::string line;
+  const std::string tag = "tfd:";
+  while (std::getline(info, line)) {
+    if (line.rfind(tag, 0) != 0) continue;
+    std::istringstream fields(line.substr(tag.size()));
+    int listed = -1;
+    fields >> listed;
+    if (listed == fd) return true;
+  }
+  return false;
+}
+
+class LazySocketTest : public PollerFixture {
+ protected:
+  Socket connect_lazy(tcp::socket& server) {
+    tcp::socket c(ioc_);
+    c.connect(acceptor_.local_endpoint());
+    server = acceptor_.accept();
+    c.non_blocking(true);
+    return Socket(poller_, c.release(), Socket::Lazy{});
+  }
+};
+
+TEST_F(LazySocketTest, ServedWithoutWaitingNeverJoinsTheEpollSet) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  asio::write(server, asio::buffer("request", 7));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  char buf[64] = {};
+  Outcome read;
+  start(read_into(s, buf, sizeof buf, read), read);
+  EXPECT_TRUE(read.done) << "queued bytes are read at once, without an event";
+  EXPECT_EQ(read.result.bytes, 7u);
+  Outcome write;
+  start(write_from(s, "response", 8, nullptr, 0, write), write);
+  EXPECT_TRUE(write.done);
+  EXPECT_FALSE(write.result.ec) << write.result.ec.message();
+  EXPECT_FALSE(in_epoll_set(poller_.native_handle(), s.native_handle()));
+  char got[8] = {};
+  asio::read(server, asio::buffer(got, 8));
+  EXPECT_EQ(std::string(got, 8), "response");
+}
+
+TEST_F(LazySocketTest, JoinsTheEpollSetWhenAReadHasToWait) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  char buf[64] = {};
+  Outcome read;
+  start(read_into(s, buf, sizeof buf, read), read);
+  settle();
+  EXPECT_FALSE(read.done) << "nothing was sent yet";
+  EXPECT_TRUE(in_epoll_set(poller_.native_handle(), s.native_handle()));
+  asio::write(server, asio::buffer("late", 4));
+  ASSERT_TRUE(run_until([&] { return read.done; }, 3s)) << "the bytes sent after the read parked never arrived";
+  EXPECT_FALSE(read.result.ec) << read.result.ec.message();
+  EXPECT_EQ(std::string(buf, read.result.bytes), "late");
+}
+
+TEST_F(LazySocketTest, DataAndFinBeforeTheFirstWaitEndWithEof) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  asio::write(server, asio::buffer("bye", 3));
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP));
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);
+  ASSERT_TRUE(first.done);
+  EXPECT_EQ(first.result.bytes, 3u);
+  Outcome second;
+  start(read_into(s, buf, sizeof buf, second), second);
+  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "the FIN queued before the socket was watched was lost";
+  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+}
+
+TEST_F(LazySocketTest, IdleIntactChecksTheKernelWhileNoEventCanHaveArrived) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  asio::write(server, asio::buffer("x", 1));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  char buf[64] = {};
+  Outcome read;
+  start(read_into(s, buf, sizeof buf, read), read);
+  ASSERT_TRUE(read.done);
+  EXPECT_FALSE(s.maybe_readable()) << "a short read drains the queue";
+  EXPECT_TRUE(s.idle_intact());
+  server.close();
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP));
+  EXPECT_FALSE(s.idle_intact()) << "an unwatched socket saw no event for the FIN: only the kernel can tell";
+}
+
+TEST_F(LazySocketTest, WriteThatFillsTheBufferWaitsAndFinishes) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  const std::vector<char> data = pattern(16 * 1024 * 1024, 7);
+  Outcome write;
+  start(write_from(s, data.data(), data.size(), nullptr, 0, write), write);
+  EXPECT_FALSE(write.done) << "16 MiB should not fit the socket buffers";
+  EXPECT_TRUE(in_epoll_set(poller_.native_handle(), s.native_handle()));
+  std::vector<char> got(data.size());
+  std::size_t have = 0;
+  server.non_blocking(true);
+  ASSERT_TRUE(run_until([&] {
+    error_code ec;
+    have += server.read_some(asio::buffer(got.data() + have, got.size() - have), ec);
+    return write.done && have == got.size();
+  }, 10s));
+  EXPECT_FALSE(write.result.ec) << write.result.ec.message();
+  EXPECT_EQ(got, data);
 }
 
 TEST(LoopClockTest, OneReadingPerBatchAndLiveOutside) {
