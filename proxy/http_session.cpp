@@ -98,6 +98,26 @@ void HttpSession::wait_readable(std::shared_ptr<HttpSession> self) {
   }
 }
 
+// A just-accepted connection is not in the epoll set yet, so whether its request is
+// there is unknown: read straight into an exchange. Nothing there yet: the exchange
+// goes back to the pool and the wait adds the socket to the epoll set, so a connected
+// but silent client still holds no buffer.
+bool HttpSession::first_read() {
+  if (!x_) x_ = listener_.exchanges().acquire();
+  const auto space = x_->in.prepare();
+  error_code ec;
+  const std::size_t n = client_.recv(space.data(), space.size(), ec);
+  if (n > 0) {
+    x_->in.commit(n);
+    last_activity_ = Clock::now();
+    listener_.stats().bytes_rx.add(n);
+    return true;
+  }
+  listener_.exchanges().release(std::move(x_));
+  // End of stream or an error: the request path reads it again and closes as usual.
+  return ec != asio::error::would_block;
+}
+
 void HttpSession::on_idle_ready() {
   auto self = std::move(idle_self_);
   idle_hook.unlink();

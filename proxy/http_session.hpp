@@ -43,7 +43,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   // The wait for the next request: a member, so an idle connection needs no coroutine.
   struct IdleWait final : IoOp {
     HttpSession* session = nullptr;
-    bool perform(Socket& s) override { return s.maybe_readable(); }
+    bool perform(Socket& s) override { return s.watched() ? s.maybe_readable() : session->first_read(); }
     void complete() override { session->on_idle_ready(); }
   };
   // Parks a coroutine until the other tunnel direction has finished.
@@ -58,6 +58,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   static void wait_readable(std::shared_ptr<HttpSession> self);
   static void spawn_serve(std::shared_ptr<HttpSession> self);
   void on_idle_ready();
+  bool first_read();
 
   Task<Outcome> exchange();
   Task<bool> read_head();

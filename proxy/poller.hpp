@@ -148,6 +148,8 @@ class Socket {
   Poller* poller() const { return poller_; }
   // Whether the kernel may have bytes for us (false after EAGAIN or a short read).
   bool maybe_readable() const { return readable_; }
+  // In the epoll set (a lazily watched socket joins it when an operation first waits).
+  bool watched() const { return watched_; }
 
   void close();
   // Closes with RST: the peer sees a failure, not a clean end of stream.

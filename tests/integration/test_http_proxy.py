@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import LOOPBACK, IntegrationTest  # noqa: E402
 from http_harness import (HttpClient, HttpUpstream, RecordingUpstream, ScriptedUpstream,  # noqa: E402
-                          build_response, websocket_accept)
+                          build_response, rss_supported, vm_rss_kib, websocket_accept)
 
 HELLO = b"hello from app\n"
 
@@ -190,6 +190,31 @@ class HttpProxyTest(IntegrationTest):
         dp.wait_for(lambda: (dp.metric("drainproxy_requests_total", code="2xx"),
                              dp.metric("drainproxy_requests_total", code="4xx")) == (21.0, 1.0),
                     3.0, desc="requests_total 2xx == 21 and 4xx == 1")
+
+    def test_silent_connections_hold_no_request_buffer(self):
+        """A client that connected and sent nothing costs the proxy no request buffer:
+        the 16 KiB exchange is borrowed only while bytes are there (a just-accepted
+        connection is read at once, and handed back when nothing has arrived yet)."""
+        if os.environ.get("DRAINPROXY_SANITIZED") == "1":
+            self.skipTest("ASan's allocator and quarantine dominate RSS")
+        if not rss_supported():
+            self.skipTest("no /proc/PID/status VmRSS here")
+        _, dp = self.demo_and_proxy()
+        conn = http.client.HTTPConnection(LOOPBACK, dp.listen_port, timeout=5)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/")
+        self.assertEqual(conn.getresponse().read(), HELLO)  # worker, pools and app link warm
+        n = 300
+        before = vm_rss_kib(dp.pid)
+        for _ in range(n):
+            s = socket.create_connection((LOOPBACK, dp.listen_port), timeout=5)
+            self.addCleanup(s.close)
+        # Counted as active once accepted, and the first read happens at accept.
+        dp.wait_for(lambda: dp.status()["connections_active"] >= n + 1, 5.0,
+                    desc="all %d silent connections accepted" % n)
+        per_conn = (vm_rss_kib(dp.pid) - before) / n
+        print("\n  %d silent connections: %.2f KiB of proxy RSS each" % (n, per_conn))
+        self.assertLess(per_conn, 4.0, "a silent connection must not hold a request buffer")
 
     # ------------------------------------------------------------ pipelining
 
