@@ -146,6 +146,18 @@ def cpu_ticks(pids):
     return total
 
 
+def status_value(path, field):
+    """The number after `field:` in a /proc status file (0 when the process is gone)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def preemptions(pids):
     """Involuntary context switches summed over all threads of pids: how often the
     scheduler took the CPU away from a proxy that still had work."""
@@ -155,28 +167,13 @@ def preemptions(pids):
             tasks = os.listdir("/proc/%d/task" % pid)
         except OSError:
             continue
-        for t in tasks:
-            try:
-                with open("/proc/%d/task/%s/status" % (pid, t)) as f:
-                    for line in f:
-                        if line.startswith("nonvoluntary_ctxt_switches:"):
-                            total += int(line.split()[1])
-            except OSError:
-                pass
+        total += sum(status_value("/proc/%d/task/%s/status" % (pid, t), "nonvoluntary_ctxt_switches")
+                     for t in tasks)
     return total
 
 
 def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    return sum(status_value("/proc/%d/status" % pid, "VmRSS") for pid in pids)
 
 
 def system_busy_ticks():
