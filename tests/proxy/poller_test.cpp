@@ -97,6 +97,16 @@ class PollerFixture : public ::testing::Test {
     return true;
   }
 
+  // The next read on `s` must end with eof (no bytes), not hang.
+  void expect_next_read_ends_with_eof(Socket& s, const char* what) {
+    char buf[16];
+    Outcome r;
+    start(read_into(s, buf, sizeof buf, r), r);
+    ASSERT_TRUE(run_until([&] { return r.done; }, 3s)) << what;
+    EXPECT_EQ(r.result.ec, asio::error::eof) << r.result.ec.message();
+    EXPECT_EQ(r.result.bytes, 0u);
+  }
+
   // Runs everything that is ready now, without waiting.
   void settle() {
     if (ioc_.stopped()) ioc_.restart();
@@ -176,11 +186,7 @@ TEST_F(SocketTest, ParkedReadCompletesWhenThePeerSendsDataAndFin) {
   EXPECT_FALSE(first.result.ec) << first.result.ec.message();
   EXPECT_EQ(first.result.bytes, 3u);
 
-  Outcome second;
-  start(read_into(s, buf, sizeof buf, second), second);
-  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "the end of stream was lost";
-  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
-  EXPECT_EQ(second.result.bytes, 0u);
+  expect_next_read_ends_with_eof(s, "the end of stream was lost");
 }
 
 // Regression: the peer's bytes and FIN arrive together before anyone reads. The one
@@ -203,11 +209,7 @@ TEST_F(SocketTest, DataAndFinBeforeTheFirstReadEndWithEofNotAHang) {
   EXPECT_EQ(std::string(buf, 10), "last words");
   EXPECT_TRUE(s.maybe_readable()) << "after the peer's FIN a short read does not clear readiness";
 
-  Outcome second;
-  start(read_into(s, buf, sizeof buf, second), second);
-  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "the read after the data hangs instead of seeing eof";
-  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
-  EXPECT_EQ(second.result.bytes, 0u);
+  expect_next_read_ends_with_eof(s, "the read after the data hangs instead of seeing eof");
 }
 
 // The same, for a connection whose data and FIN were queued before it was registered
@@ -231,10 +233,7 @@ TEST_F(SocketTest, DataAndFinQueuedBeforeRegistrationEndWithEof) {
   ASSERT_TRUE(run_until([&] { return first.done; }, 3s));
   EXPECT_EQ(first.result.bytes, 5u);
   EXPECT_FALSE(first.result.ec) << first.result.ec.message();
-  Outcome second;
-  start(read_into(s, buf, sizeof buf, second), second);
-  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "eof lost";
-  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+  expect_next_read_ends_with_eof(s, "eof lost");
 }
 
 // The FIN arrives after the data's event was dispatched but before the read: the short
@@ -253,10 +252,7 @@ TEST_F(SocketTest, FinArrivingAfterTheDataEventEndsTheNextReadWithEof) {
   start(read_into(s, buf, sizeof buf, first), first);  // no io_context run in between
   ASSERT_TRUE(first.done);
   EXPECT_EQ(first.result.bytes, 3u);
-  Outcome second;
-  start(read_into(s, buf, sizeof buf, second), second);
-  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "eof lost";
-  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+  expect_next_read_ends_with_eof(s, "eof lost");
 }
 
 TEST_F(SocketTest, PeerResetCompletesAParkedReadWithAnError) {
@@ -1055,10 +1051,7 @@ TEST_F(LazySocketTest, DataAndFinBeforeTheFirstWaitEndWithEof) {
   start(read_into(s, buf, sizeof buf, first), first);
   ASSERT_TRUE(first.done);
   EXPECT_EQ(first.result.bytes, 3u);
-  Outcome second;
-  start(read_into(s, buf, sizeof buf, second), second);
-  ASSERT_TRUE(run_until([&] { return second.done; }, 3s)) << "the FIN queued before the socket was watched was lost";
-  EXPECT_EQ(second.result.ec, asio::error::eof) << second.result.ec.message();
+  expect_next_read_ends_with_eof(s, "the FIN queued before the socket was watched was lost");
 }
 
 TEST_F(LazySocketTest, IdleIntactChecksTheKernelWhileNoEventCanHaveArrived) {
