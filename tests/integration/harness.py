@@ -101,11 +101,54 @@ def _kill_leftovers():
 # generic helpers
 # --------------------------------------------------------------------------
 
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+_issued_ports = set()
+_port_lock = threading.Lock()
+_port_rng = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind((LOOPBACK, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago and that this process
+    has not handed out before.
+
+    Ports come from below the kernel's ephemeral range when there is room: a
+    port from bind(0) can be handed to the next outgoing connect() (the
+    proxy's own upstream connections, for one) before the proxy binds it, and
+    two bind(0) calls in a row can return the same port.
+    """
+    lo, _ = _ephemeral_range()
+    with _port_lock:
+        if lo - 20000 >= 2000:
+            for _ in range(500):
+                port = _port_rng.randrange(20000, lo)
+                if port not in _issued_ports and _bindable(port):
+                    _issued_ports.add(port)
+                    return port
+        for _ in range(500):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((LOOPBACK, 0))
+                port = s.getsockname()[1]
+            if port not in _issued_ports:
+                _issued_ports.add(port)
+                return port
+    raise RuntimeError("no free TCP port on %s" % LOOPBACK)
 
 
 class WaitTimeout(AssertionError):
@@ -364,10 +407,8 @@ class Drainproxy:
                  mode="tcp"):
         self.upstream_port = upstream_port
         self.mode = mode
-        self.listen_port = listen_port or free_port()
-        self.admin_port = admin_port or free_port()
-        self.listen_addr = "%s:%d" % (LOOPBACK, self.listen_port)
-        self.admin_addr = "%s:%d" % (LOOPBACK, self.admin_port)
+        self._ports_picked = listen_port is None and admin_port is None
+        self._set_ports(listen_port or free_port(), admin_port or free_port())
         self.flags = list(flags)
         self.env = env or {}
         self.workers = workers
@@ -377,6 +418,12 @@ class Drainproxy:
         self._stdout_file = None
         if start:
             self.start(wait_started=wait_started, timeout=start_timeout)
+
+    def _set_ports(self, listen_port, admin_port):
+        self.listen_port = listen_port
+        self.admin_port = admin_port
+        self.listen_addr = "%s:%d" % (LOOPBACK, self.listen_port)
+        self.admin_addr = "%s:%d" % (LOOPBACK, self.admin_port)
 
     def argv(self):
         args = [proxy_bin()]
@@ -394,6 +441,27 @@ class Drainproxy:
         return args + self.flags
 
     def start(self, wait_started=True, timeout=10.0):
+        # Another process may take a port between free_port() and the proxy's
+        # bind; when the ports were ours to pick, pick again (bounded).
+        for attempt in range(3):
+            self._spawn()
+            if not wait_started:
+                return self
+            try:
+                self.wait_started(timeout)
+                return self
+            except AssertionError:
+                lost_port = (self.proc.poll() is not None
+                             and "Address already in use" in self.stderr_text())
+                given = set(a.split("=", 1)[0] for a in self.flags if a.startswith("--"))
+                if (attempt == 2 or not lost_port or not self._ports_picked
+                        or "--listen" in given or "--admin" in given):
+                    raise
+                self.close()
+                self._set_ports(free_port(), free_port())
+        return self
+
+    def _spawn(self):
         self._stderr_file = tempfile.NamedTemporaryFile(
             prefix="drainproxy-it-", suffix=".stderr", delete=False)
         self._stdout_file = tempfile.NamedTemporaryFile(
@@ -403,9 +471,6 @@ class Drainproxy:
                                      stdout=self._stdout_file, stderr=self._stderr_file,
                                      env=child_env(self.env))
         _register(self.proc)
-        if wait_started:
-            self.wait_started(timeout)
-        return self
 
     def wait_started(self, timeout=10.0):
         """Wait until /live answers 200 and the listener is in LISTEN state."""
