@@ -14,6 +14,9 @@ Configuration comes from the environment (run.sh sets the paths):
   ROUNDS, DURATION, BULK_DURATION, WORKERS ("1 2"), IDLE_CONNS, APP_WORKERS,
   CONNS, THREADS, BULK_CONNS, SYSTEMS (space separated subset of system names),
   DRAINPROXY_EXTRA_ARGS (extra drainproxy flags, for experiments)
+  LAYOUT=shared    (default) every process may run on every core
+  LAYOUT=isolated  the proxy under test gets the first core to itself; wrk and the
+                   app share the others (1 worker only; see bench/README.md)
 """
 import http.client
 import json
@@ -83,8 +86,19 @@ def load_config():
         "IDLE_CONNS": env_int("IDLE_CONNS", 1000 if quick else 5000),
         "APP_WORKERS": env_int("APP_WORKERS", 1),
         "IDLE_SETTLE": env_int("IDLE_SETTLE", 3),
-        "WORKERS": [int(w) for w in os.environ.get("WORKERS", "1" if quick else "1 2").split()],
+        "LAYOUT": os.environ.get("LAYOUT", "shared").strip() or "shared",
     }
+    isolated = cfg["LAYOUT"] == "isolated"
+    cfg["WORKERS"] = [int(w) for w in os.environ.get("WORKERS", "1" if quick or isolated else "1 2").split()]
+    if cfg["LAYOUT"] not in ("shared", "isolated"):
+        raise BenchError("LAYOUT must be 'shared' or 'isolated', not %r" % cfg["LAYOUT"])
+    if isolated:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise BenchError("LAYOUT=isolated needs at least 2 usable cores (have %d)" % len(cpus))
+        if any(w != 1 for w in cfg["WORKERS"]):
+            raise BenchError("LAYOUT=isolated gives the proxy one core: WORKERS must be 1")
+        cfg["proxy_cpus"], cfg["load_cpus"] = {cpus[0]}, set(cpus[1:])
     cfg["DRAINPROXY_EXTRA_ARGS"] = os.environ.get("DRAINPROXY_EXTRA_ARGS", "")
     systems = os.environ.get("SYSTEMS", "").split()
     cfg["SYSTEMS"] = systems or ["direct"] + PROXY_KINDS
@@ -106,6 +120,22 @@ def load_config():
 
 
 # ---------------------------------------------------------------- /proc helpers
+
+def pin_proxy(cfg, proc):
+    """LAYOUT=isolated: move every thread of a started proxy onto the proxy core.
+
+    Called once the proxy has answered a request, so its worker threads and
+    processes exist; anything they create later inherits the mask.
+    """
+    if "proxy_cpus" not in cfg:
+        return
+    for pid in proc.pids():
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                os.sched_setaffinity(int(tid), cfg["proxy_cpus"])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+
 
 def proc_alive(pid):
     try:
@@ -493,6 +523,7 @@ def idle_test(cfg, kind, workers, variant):
     try:
         wait_listen(proc, port)
         check_answers(proc.name, port)
+        pin_proxy(cfg, proc)
         time.sleep(0.5)
         pids = proc.pids()
         rss0 = rss_kib(pids)
@@ -608,6 +639,7 @@ def fmt(v, spec="%.0f", none="–"):
 def markdown(cfg, summary, idle, meta):
     out = []
     out.append("## drainproxy benchmark (%s)\n" % ("QUICK smoke run" if cfg["quick"] else "full run"))
+    out.append("Layout: %s.\n" % meta.get("layout", "shared"))
     out.append("%s; %d round(s) interleaved; wrk -t%d -c%d (bulk -c%d), %ds per run (bulk %ds); "
                "app: nginx %d worker(s). Values are medians over rounds; CPU µs/req = proxy utime+stime "
                "(all its processes/threads) / requests; paired = median of each round's ratio to the HAProxy "
@@ -740,6 +772,14 @@ def main():
     except OSError:
         pass
     runs, idle = [], []
+    if "load_cpus" in cfg:
+        # Everything this driver starts (app, wrk, idle helper) inherits the load
+        # cores; each proxy is moved to its own core once it answers.
+        os.sched_setaffinity(0, cfg["load_cpus"])
+        meta["layout"] = "isolated: proxy on core %s, app and wrk on %s" % (
+            ",".join(map(str, sorted(cfg["proxy_cpus"]))), ",".join(map(str, sorted(cfg["load_cpus"]))))
+    else:
+        meta["layout"] = "shared: every process on every core"
     try:
         cfg["app_port"] = cfg["ports"].get()
         app = start_app(cfg, cfg["app_port"])
@@ -766,6 +806,8 @@ def main():
             for p in s["procs"]:
                 wait_listen(p, s["port"])
             check_answers(s["label"], s["port"])
+            for p in s["procs"]:
+                pin_proxy(cfg, p)
             log("%-20s answers on port %d (pids %s)" % (
                 s["label"], s["port"], ",".join(str(x) for p in s["procs"] for x in p.pids()) or "-"))
         cfg["labels"] = [s["label"] for s in systems]

@@ -4,6 +4,8 @@
 #
 #   bench/run.sh            full run (5 rounds, workers 1 and 2, 5,000 idle connections; ~20 min)
 #   QUICK=1 bench/run.sh    smoke run (~90 s)
+#   LAYOUT=isolated bench/run.sh   the proxy gets a core of its own, wrk and the app share
+#                           the other (1 worker; ~10 min)
 #
 # Output: Markdown table on stdout; bench/results/<timestamp>/{results.json,results.md,chart.png}.
 set -euo pipefail
@@ -68,6 +70,7 @@ BENCH_TMP="$(mktemp -d "${TMPDIR:-/tmp}/drainproxy-bench.XXXXXX")"
 export BENCH_TMP
 stamp="$(date +%Y%m%d-%H%M%S)"
 [ "${QUICK:-0}" != 0 ] && stamp="$stamp-quick"
+[ "${LAYOUT:-shared}" = isolated ] && stamp="$stamp-isolated"
 BENCH_RESULTS="${BENCH_RESULTS:-$BENCH_DIR/results/$stamp}"
 export BENCH_RESULTS
 driver_pid=""
