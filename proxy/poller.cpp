@@ -13,6 +13,14 @@
 #include <cstdlib>
 #include <new>
 
+#include <boost/asio/detail/reactor.hpp>
+#include <boost/asio/detail/reactor_op.hpp>
+#include <boost/version.hpp>
+
+// The poller reaches into Asio's reactor (see Poller::Registration). That API is
+// Asio's internal one: check it again before building against another Boost.
+static_assert(BOOST_VERSION / 100 == 1074, "Poller::Registration is written against Boost 1.74's Asio reactor");
+
 namespace drainproxy::proxy {
 
 // ---------------------------------------------------------------- coroutine frames
@@ -133,39 +141,77 @@ void note_failure(bool& ready, error_code& ec) {
 
 }  // namespace
 
-Poller::Poller(asio::io_context& io) : io_(io), desc_(io) {
+// ep_ as one of the reactor's descriptors, with an operation that never completes:
+// each edge on ep_ makes the reactor call perform(), which runs the ready events
+// and stays queued. Asio's own signal pipe is registered the same way.
+struct Poller::Registration {
+  struct Op : asio::detail::reactor_op {
+    explicit Op(Poller& p) : reactor_op(error_code(), &Op::perform_events, &Op::on_destroy), poller(p) {}
+    static status perform_events(asio::detail::reactor_op* base) {
+      static_cast<Op*>(base)->poller.run_ready();
+      return not_done;
+    }
+    // Only ever called to destroy the queued operation (deregistration or
+    // io_context shutdown); its memory belongs to the Registration.
+    static void on_destroy(void*, asio::detail::scheduler_operation*, const error_code&, std::size_t) {}
+    Poller& poller;
+  };
+
+  Registration(Poller& p, int fd)
+      : reactor(asio::use_service<asio::detail::reactor>(p.io_)), op(p), fd(fd) {}
+  ~Registration() {
+    reactor.deregister_internal_descriptor(fd, data);
+    reactor.cleanup_descriptor_data(data);
+  }
+
+  asio::detail::reactor& reactor;
+  asio::detail::reactor::per_descriptor_data data = nullptr;
+  Op op;
+  int fd;
+};
+
+Poller::Poller(asio::io_context& io) : io_(io) {
   ep_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep_ < 0) throw boost::system::system_error(last_error(), "epoll_create1");
-  desc_.assign(ep_);
 }
 
 Poller::~Poller() {
-  error_code ignored;
-  desc_.close(ignored);  // closes ep_
+  registration_.reset();
+  ::close(ep_);
 }
 
 void Poller::start() {
+  if (!stopped_) return;
   stopped_ = false;
-  arm();
+  work_.emplace(io_.get_executor());
+  if (registration_) return;  // stopped from inside a batch; the unregister is still queued
+  auto r = std::make_unique<Registration>(*this, ep_);
+  // Adding ep_ while events wait in it reports it ready at once: nothing is lost.
+  if (const int err = r->reactor.register_internal_descriptor(asio::detail::reactor::read_op, ep_, r->data, &r->op))
+    throw boost::system::system_error(error_code(err, boost::system::system_category()), "poller registration");
+  registration_ = std::move(r);
 }
 
 void Poller::stop() {
+  if (stopped_) return;
   stopped_ = true;
-  error_code ignored;
-  desc_.cancel(ignored);
+  work_.reset();
+  // Inside a batch the reactor holds the registration's lock: unregister afterwards.
+  if (in_batch_) {
+    asio::post(io_, [this] { if (stopped_) unregister(); });
+    return;
+  }
+  unregister();
 }
 
-void Poller::arm() {
-  if (stopped_) return;
-  desc_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
-    if (!ec) run_ready();
-  });
-}
+void Poller::unregister() { registration_.reset(); }
 
 void Poller::run_ready() {
+  if (stopped_) return;
   std::array<epoll_event, 256> events;
   const int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 0);
   const LoopClock::Batch batch;
+  in_batch_ = true;
   for (int i = 0; i < n; ++i) {
     const auto index = static_cast<std::uint32_t>(events[i].data.u64);
     const auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
@@ -173,12 +219,12 @@ void Poller::run_ready() {
     if (index >= slots_.size() || slots_[index].generation != generation) continue;
     if (Socket* s = slots_[index].socket) s->on_event(events[i].events);
   }
+  in_batch_ = false;
   if (n == static_cast<int>(events.size())) {
-    // More may be waiting: come back after whatever else the io_context has queued.
+    // More may be waiting and no new edge may come for them: come back after
+    // whatever else the io_context has queued.
     asio::post(io_, [this] { run_ready(); });
-    return;
   }
-  arm();
 }
 
 void Poller::defer(IoOp* op) {

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +70,9 @@ class IoOp {
 
 // The data path's event loop: an edge-triggered epoll set per worker, nested in the
 // worker's io_context (which still runs accept backoff, timers and control posts).
+// The nested epoll fd is registered with the io_context's reactor once, with a
+// persistent operation (as Asio registers its own signal pipe): an Asio async_wait
+// would re-arm it with an epoll_ctl after every batch of events.
 //
 // Why not asio's socket operations: asio does not remember readiness between
 // operations, so every read is first tried speculatively (one failing recv per
@@ -83,6 +88,7 @@ class Poller {
   Poller(const Poller&) = delete;
   Poller& operator=(const Poller&) = delete;
 
+  // Starts waiting for events; a started poller keeps its io_context running.
   void start();
   // Stops waiting for events, so the io_context can run out of work.
   void stop();
@@ -115,15 +121,19 @@ class Poller {
   bool watch(std::uint32_t slot, int fd, error_code& ec);
   void rebind(std::uint32_t slot, Socket* s) { slots_[slot].socket = s; }
   void detach(std::uint32_t slot);
-  void arm();
   void run_ready();
+  void unregister();
+
+  struct Registration;  // the reactor's side of ep_ (poller.cpp)
 
   asio::io_context& io_;
   int ep_ = -1;
-  asio::posix::stream_descriptor desc_;
+  std::unique_ptr<Registration> registration_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
-  bool stopped_ = false;
+  bool stopped_ = true;
+  bool in_batch_ = false;
 };
 
 // A non-blocking TCP socket registered with a Poller. Move-only; closing it

@@ -773,6 +773,35 @@ TEST_F(PollerTest, StopLetsTheIoContextRunOutOfWorkAndStartResumes) {
   EXPECT_EQ(std::string(buf, r.result.bytes), "again");
 }
 
+Task<void> read_then_stop(Socket& s, char* buf, std::size_t size, Poller& poller, Outcome& out) {
+  out.result = co_await s.read_some(buf, size);
+  poller.stop();
+}
+
+// A session that stops the poller runs inside the poller's batch, while the reactor
+// holds the poller's registration: the stop must neither deadlock nor keep the loop busy.
+TEST_F(PollerTest, StopFromInsideABatchLetsTheIoContextRunOutOfWork) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[8] = {};
+  Outcome r;
+  start(read_then_stop(s, buf, sizeof buf, poller_, r), r);
+  ASSERT_FALSE(r.done) << "nothing to read yet: the read parks";
+  asio::write(server, asio::buffer("x", 1));
+  ioc_.run_for(5s);
+  ASSERT_TRUE(r.done);
+  EXPECT_EQ(std::string(buf, r.result.bytes), "x");
+  EXPECT_TRUE(ioc_.stopped()) << "a poller stopped from inside a batch must not keep the io_context busy";
+
+  ioc_.restart();
+  poller_.start();
+  Outcome again;
+  start(read_into(s, buf, sizeof buf, again), again);
+  asio::write(server, asio::buffer("again", 5));
+  ASSERT_TRUE(run_until([&] { return again.done; }));
+  EXPECT_EQ(std::string(buf, again.result.bytes), "again");
+}
+
 struct FlagOp final : IoOp {
   bool performed = false;
   int completions = 0;
