@@ -184,7 +184,12 @@ void Poller::start() {
   if (!stopped_) return;
   stopped_ = false;
   work_.emplace(io_.get_executor());
-  if (registration_) return;  // stopped from inside a batch; the unregister is still queued
+  if (registration_) {
+    // Stopped from inside a batch and started again before the unregister ran: an
+    // edge that came meanwhile was dropped, so look once for what it announced.
+    asio::post(io_, [this] { run_ready(); });
+    return;
+  }
   auto r = std::make_unique<Registration>(*this, ep_);
   // Adding ep_ while events wait in it reports it ready at once: nothing is lost.
   if (const int err = r->reactor.register_internal_descriptor(asio::detail::reactor::read_op, ep_, r->data, &r->op))
@@ -198,13 +203,13 @@ void Poller::stop() {
   work_.reset();
   // Inside a batch the reactor holds the registration's lock: unregister afterwards.
   if (in_batch_) {
-    asio::post(io_, [this] { if (stopped_) unregister(); });
+    asio::post(io_, [this] {
+      if (stopped_) registration_.reset();
+    });
     return;
   }
-  unregister();
+  registration_.reset();
 }
-
-void Poller::unregister() { registration_.reset(); }
 
 void Poller::run_ready() {
   if (stopped_) return;

@@ -122,7 +122,6 @@ class Poller {
   void rebind(std::uint32_t slot, Socket* s) { slots_[slot].socket = s; }
   void detach(std::uint32_t slot);
   void run_ready();
-  void unregister();
 
   struct Registration;  // the reactor's side of ep_ (poller.cpp)
 

@@ -802,6 +802,27 @@ TEST_F(PollerTest, StopFromInsideABatchLetsTheIoContextRunOutOfWork) {
   EXPECT_EQ(std::string(buf, again.result.bytes), "again");
 }
 
+Task<void> read_then_restart(Socket& s, char* buf, std::size_t size, Poller& poller, Outcome& out) {
+  out.result = co_await s.read_some(buf, size);
+  poller.stop();
+  poller.start();
+}
+
+TEST_F(PollerTest, StopAndStartInsideABatchKeepsDeliveringEvents) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[8] = {};
+  Outcome r;
+  start(read_then_restart(s, buf, sizeof buf, poller_, r), r);
+  asio::write(server, asio::buffer("x", 1));
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  Outcome again;
+  start(read_into(s, buf, sizeof buf, again), again);
+  asio::write(server, asio::buffer("again", 5));
+  ASSERT_TRUE(run_until([&] { return again.done; })) << "the poller stopped delivering events after a restart";
+  EXPECT_EQ(std::string(buf, again.result.bytes), "again");
+}
+
 struct FlagOp final : IoOp {
   bool performed = false;
   int completions = 0;
