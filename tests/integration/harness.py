@@ -425,9 +425,12 @@ class Drainproxy:
         self.listen_addr = "%s:%d" % (LOOPBACK, self.listen_port)
         self.admin_addr = "%s:%d" % (LOOPBACK, self.admin_port)
 
+    def _given_flags(self):
+        return set(a.split("=", 1)[0] for a in self.flags if a.startswith("--"))
+
     def argv(self):
         args = [proxy_bin()]
-        given = set(a.split("=", 1)[0] for a in self.flags if a.startswith("--"))
+        given = self._given_flags()
         if "--listen" not in given:
             args += ["--listen", self.listen_addr]
         if "--admin" not in given:
@@ -453,7 +456,7 @@ class Drainproxy:
             except AssertionError:
                 lost_port = (self.proc.poll() is not None
                              and "Address already in use" in self.stderr_text())
-                given = set(a.split("=", 1)[0] for a in self.flags if a.startswith("--"))
+                given = self._given_flags()
                 if (attempt == 2 or not lost_port or not self._ports_picked
                         or "--listen" in given or "--admin" in given):
                     raise

@@ -107,6 +107,16 @@ class PollerFixture : public ::testing::Test {
     EXPECT_EQ(r.result.bytes, 0u);
   }
 
+  // The poller delivers the next bytes `server` sends to a read on `s`.
+  void expect_next_read_gets_again(Socket& s, tcp::socket& server, const char* what) {
+    char buf[8] = {};
+    Outcome r;
+    start(read_into(s, buf, sizeof buf, r), r);
+    asio::write(server, asio::buffer("again", 5));
+    ASSERT_TRUE(run_until([&] { return r.done; })) << what;
+    EXPECT_EQ(std::string(buf, r.result.bytes), "again");
+  }
+
   // Runs everything that is ready now, without waiting.
   void settle() {
     if (ioc_.stopped()) ioc_.restart();
@@ -765,17 +775,13 @@ TEST_F(PollerTest, StopLetsTheIoContextRunOutOfWorkAndStartResumes) {
 
   ioc_.restart();
   poller_.start();
-  char buf[8] = {};
-  Outcome r;
-  start(read_into(s, buf, sizeof buf, r), r);
-  asio::write(server, asio::buffer("again", 5));
-  ASSERT_TRUE(run_until([&] { return r.done; }));
-  EXPECT_EQ(std::string(buf, r.result.bytes), "again");
+  expect_next_read_gets_again(s, server, "no events after start");
 }
 
-Task<void> read_then_stop(Socket& s, char* buf, std::size_t size, Poller& poller, Outcome& out) {
+Task<void> read_then_stop(Socket& s, char* buf, std::size_t size, Poller& poller, bool restart, Outcome& out) {
   out.result = co_await s.read_some(buf, size);
   poller.stop();
+  if (restart) poller.start();
 }
 
 // A session that stops the poller runs inside the poller's batch, while the reactor
@@ -785,7 +791,7 @@ TEST_F(PollerTest, StopFromInsideABatchLetsTheIoContextRunOutOfWork) {
   Socket s = connect(server);
   char buf[8] = {};
   Outcome r;
-  start(read_then_stop(s, buf, sizeof buf, poller_, r), r);
+  start(read_then_stop(s, buf, sizeof buf, poller_, false, r), r);
   ASSERT_FALSE(r.done) << "nothing to read yet: the read parks";
   asio::write(server, asio::buffer("x", 1));
   ioc_.run_for(5s);
@@ -795,17 +801,7 @@ TEST_F(PollerTest, StopFromInsideABatchLetsTheIoContextRunOutOfWork) {
 
   ioc_.restart();
   poller_.start();
-  Outcome again;
-  start(read_into(s, buf, sizeof buf, again), again);
-  asio::write(server, asio::buffer("again", 5));
-  ASSERT_TRUE(run_until([&] { return again.done; }));
-  EXPECT_EQ(std::string(buf, again.result.bytes), "again");
-}
-
-Task<void> read_then_restart(Socket& s, char* buf, std::size_t size, Poller& poller, Outcome& out) {
-  out.result = co_await s.read_some(buf, size);
-  poller.stop();
-  poller.start();
+  expect_next_read_gets_again(s, server, "no events after start");
 }
 
 TEST_F(PollerTest, StopAndStartInsideABatchKeepsDeliveringEvents) {
@@ -813,14 +809,10 @@ TEST_F(PollerTest, StopAndStartInsideABatchKeepsDeliveringEvents) {
   Socket s = connect(server);
   char buf[8] = {};
   Outcome r;
-  start(read_then_restart(s, buf, sizeof buf, poller_, r), r);
+  start(read_then_stop(s, buf, sizeof buf, poller_, true, r), r);
   asio::write(server, asio::buffer("x", 1));
   ASSERT_TRUE(run_until([&] { return r.done; }));
-  Outcome again;
-  start(read_into(s, buf, sizeof buf, again), again);
-  asio::write(server, asio::buffer("again", 5));
-  ASSERT_TRUE(run_until([&] { return again.done; })) << "the poller stopped delivering events after a restart";
-  EXPECT_EQ(std::string(buf, again.result.bytes), "again");
+  expect_next_read_gets_again(s, server, "the poller stopped delivering events after a restart");
 }
 
 struct FlagOp final : IoOp {
