@@ -45,7 +45,7 @@ void Listener::accept_pending() {
     if (ec == asio::error::connection_aborted || ec == asio::error::interrupted) continue;
     // Out of descriptors or buffers: retrying at once would spin the loop.
     spdlog::get("proxy")->warn("listener={} accept failed: {}", route_.name, ec.message());
-    if (!backoff_) backoff_ = std::make_unique<asio::steady_timer>(poller_.io());
+    if (!backoff_) backoff_ = std::make_unique<Timer>(poller_);
     backoff_->expires_after(std::chrono::milliseconds(50));
     backoff_->async_wait([this](const error_code& e) {
       if (!e) accept_pending();

@@ -87,7 +87,7 @@ class Listener {
   Poller& poller_;
   Socket listen_;
   AcceptWait accept_wait_;
-  std::unique_ptr<asio::steady_timer> backoff_;
+  std::unique_ptr<Timer> backoff_;
   const Route& route_;
   ConnectionLimiter& limiter_;
   ListenerStats& stats_;

@@ -5,21 +5,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <new>
 
-#include <boost/asio/detail/reactor.hpp>
-#include <boost/asio/detail/reactor_op.hpp>
-#include <boost/version.hpp>
-
-// The poller reaches into Asio's reactor (see Poller::Registration). That API is
-// Asio's internal one: check it again before building against another Boost.
-static_assert(BOOST_VERSION / 100 == 1074, "Poller::Registration is written against Boost 1.74's Asio reactor");
 
 namespace drainproxy::proxy {
 
@@ -141,99 +137,227 @@ void note_failure(bool& ready, error_code& ec) {
 
 }  // namespace
 
-// ep_ as one of the reactor's descriptors, with an operation that never completes:
-// each edge on ep_ makes the reactor call perform(), which runs the ready events
-// and stays queued. Asio's own signal pipe is registered the same way.
-struct Poller::Registration {
-  struct Op : asio::detail::reactor_op {
-    explicit Op(Poller& p) : reactor_op(error_code(), &Op::perform_events, &Op::on_destroy), poller(p) {}
-    static status perform_events(asio::detail::reactor_op* base) {
-      static_cast<Op*>(base)->poller.run_ready();
-      return not_done;
-    }
-    // Only ever called to destroy the queued operation (deregistration or
-    // io_context shutdown); its memory belongs to the Registration.
-    static void on_destroy(void*, asio::detail::scheduler_operation*, const error_code&, std::size_t) {}
-    Poller& poller;
-  };
+namespace {
+// The epoll data of the eventfd; socket slots encode (generation << 32 | index) and
+// never reach it (a slot index stays far below 2^32 - 1).
+constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};
+constexpr int kMaxEvents = 256;
+}  // namespace
 
-  Registration(Poller& p, int fd)
-      : reactor(asio::use_service<asio::detail::reactor>(p.io_)), op(p), fd(fd) {}
-  ~Registration() {
-    reactor.deregister_internal_descriptor(fd, data);
-    reactor.cleanup_descriptor_data(data);
-  }
-
-  asio::detail::reactor& reactor;
-  asio::detail::reactor::per_descriptor_data data = nullptr;
-  Op op;
-  int fd;
-};
-
-Poller::Poller(asio::io_context& io) : io_(io) {
+Poller::Poller() {
   ep_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep_ < 0) throw boost::system::system_error(last_error(), "epoll_create1");
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    const error_code ec = last_error();
+    ::close(ep_);
+    throw boost::system::system_error(ec, "eventfd");
+  }
+  // Level-triggered: a post that lands between the read and the next wait still wakes it.
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeTag;
+  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    const error_code ec = last_error();
+    ::close(wake_fd_);
+    ::close(ep_);
+    throw boost::system::system_error(ec, "epoll_ctl(eventfd)");
+  }
 }
 
 Poller::~Poller() {
-  registration_.reset();
+  // Handlers may own sessions whose sockets and timers unregister from this poller
+  // as they go: destroy them (without running them) while the poller is still whole.
+  for (;;) {
+    std::vector<std::function<void()>> queued;
+    queued.swap(ready_);
+    {
+      const std::lock_guard lock(posted_mutex_);
+      for (auto& f : posted_) queued.push_back(std::move(f));
+      posted_.clear();
+    }
+    std::vector<Timer::Handler> waits;
+    while (!timers_.empty()) {
+      Timer* t = timers_.back();
+      timers_.pop_back();
+      t->index_ = Timer::kNotQueued;
+      waits.push_back(std::move(t->handler_));
+    }
+    if (queued.empty() && waits.empty()) break;
+  }
+  ::close(wake_fd_);
   ::close(ep_);
 }
 
-void Poller::start() {
-  if (!stopped_) return;
-  stopped_ = false;
-  work_.emplace(io_.get_executor());
-  if (registration_) {
-    // Stopped from inside a batch and started again before the unregister ran: an
-    // edge that came meanwhile was dropped, so look once for what it announced.
-    asio::post(io_, [this] { run_ready(); });
-    return;
+void Poller::wake() {
+  const std::uint64_t one = 1;
+  // Only fails when the counter would overflow, and then the loop is awake anyway.
+  [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Poller::post(std::function<void()> fn) {
+  {
+    const std::lock_guard lock(posted_mutex_);
+    posted_.push_back(std::move(fn));
   }
-  auto r = std::make_unique<Registration>(*this, ep_);
-  // Adding ep_ while events wait in it reports it ready at once: nothing is lost.
-  if (const int err = r->reactor.register_internal_descriptor(asio::detail::reactor::read_op, ep_, r->data, &r->op))
-    throw boost::system::system_error(error_code(err, boost::system::system_category()), "poller registration");
-  registration_ = std::move(r);
+  wake();
 }
 
 void Poller::stop() {
-  if (stopped_) return;
-  stopped_ = true;
-  work_.reset();
-  // Inside a batch the reactor holds the registration's lock: unregister afterwards.
-  if (in_batch_) {
-    asio::post(io_, [this] {
-      if (stopped_) registration_.reset();
-    });
-    return;
-  }
-  registration_.reset();
+  stop_.store(true, std::memory_order_release);
+  wake();
 }
 
-void Poller::run_ready() {
-  if (stopped_) return;
-  std::array<epoll_event, 256> events;
-  const int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), 0);
+void Poller::abort() {
+  abort_.store(true, std::memory_order_release);
+  wake();
+}
+
+void Poller::take_posted() {
+  std::uint64_t count;
+  [[maybe_unused]] const auto n = ::read(wake_fd_, &count, sizeof count);
+  const std::lock_guard lock(posted_mutex_);
+  for (auto& f : posted_) ready_.push_back(std::move(f));
+  posted_.clear();
+}
+
+int Poller::wait_timeout(std::chrono::milliseconds limit) const {
+  if (!ready_.empty() || stop_.load(std::memory_order_acquire) || abort_.load(std::memory_order_acquire))
+    return 0;
+  auto wait = limit;
+  if (!timers_.empty()) {
+    const auto left = timers_.front()->expiry_ - std::chrono::steady_clock::now();
+    // Rounded up: waking before the expiry would only come back to wait again.
+    const auto left_ms = std::chrono::ceil<std::chrono::milliseconds>(left);
+    if (left_ms < wait || wait.count() < 0) wait = std::max(left_ms, std::chrono::milliseconds(0));
+  }
+  return static_cast<int>(std::min<std::int64_t>(wait.count(), std::numeric_limits<int>::max()));
+}
+
+void Poller::run() {
+  for (;;) {
+    run_once(std::chrono::milliseconds(-1));
+    if (abort_.load(std::memory_order_acquire)) break;
+    if (stop_.load(std::memory_order_acquire) && ready_.empty()) {
+      const std::lock_guard lock(posted_mutex_);
+      if (posted_.empty()) break;
+    }
+  }
+  // The poller can run again (tests restart it; a worker never does).
+  stop_.store(false, std::memory_order_relaxed);
+  abort_.store(false, std::memory_order_relaxed);
+}
+
+void Poller::run_once(std::chrono::milliseconds timeout) {
+  std::array<epoll_event, kMaxEvents> events;
+  const int n = ::epoll_wait(ep_, events.data(), kMaxEvents, wait_timeout(timeout));
   const LoopClock::Batch batch;
-  in_batch_ = true;
   for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == kWakeTag) {
+      take_posted();
+      continue;
+    }
     const auto index = static_cast<std::uint32_t>(events[i].data.u64);
     const auto generation = static_cast<std::uint32_t>(events[i].data.u64 >> 32);
     // A socket closed earlier in this batch frees its slot: its event is stale.
     if (index >= slots_.size() || slots_[index].generation != generation) continue;
     if (Socket* s = slots_[index].socket) s->on_event(events[i].events);
   }
-  in_batch_ = false;
-  if (n == static_cast<int>(events.size())) {
-    // More may be waiting and no new edge may come for them: come back after
-    // whatever else the io_context has queued.
-    asio::post(io_, [this] { run_ready(); });
+  fire_due_timers();
+  // What was queued before this point; what these queue runs in the next turn, so a
+  // task that keeps yielding cannot starve the sockets.
+  running_.swap(ready_);
+  for (auto& f : running_) {
+    f();
+    if (abort_.load(std::memory_order_relaxed)) break;
+  }
+  running_.clear();
+}
+
+void Poller::fire_due_timers() {
+  if (timers_.empty()) return;
+  // The turn's time, which the handlers see too: a watchdog that compares it with
+  // its deadline must not find itself a little early and re-arm for nothing.
+  const auto now = LoopClock::now();
+  while (!timers_.empty() && timers_.front()->expiry_ <= now) {
+    Timer* t = timers_.front();
+    heap_remove(t);
+    // The handler may re-arm or destroy its timer.
+    Timer::Handler h = std::move(t->handler_);
+    h(error_code());
   }
 }
 
-void Poller::defer(IoOp* op) {
-  asio::post(io_, [op] { op->complete(); });
+// ---------------------------------------------------------------- timer heap
+
+void Poller::heap_place(std::size_t i, Timer* t) {
+  timers_[i] = t;
+  t->index_ = i;
+}
+
+void Poller::heap_sift_up(std::size_t i) {
+  Timer* t = timers_[i];
+  while (i > 0) {
+    const std::size_t parent = (i - 1) / 2;
+    if (timers_[parent]->expiry_ <= t->expiry_) break;
+    heap_place(i, timers_[parent]);
+    i = parent;
+  }
+  heap_place(i, t);
+}
+
+void Poller::heap_sift_down(std::size_t i) {
+  Timer* t = timers_[i];
+  const std::size_t size = timers_.size();
+  for (;;) {
+    std::size_t child = 2 * i + 1;
+    if (child >= size) break;
+    if (child + 1 < size && timers_[child + 1]->expiry_ < timers_[child]->expiry_) ++child;
+    if (t->expiry_ <= timers_[child]->expiry_) break;
+    heap_place(i, timers_[child]);
+    i = child;
+  }
+  heap_place(i, t);
+}
+
+void Poller::heap_push(Timer* t) {
+  timers_.push_back(t);
+  heap_sift_up(timers_.size() - 1);
+}
+
+void Poller::heap_remove(Timer* t) {
+  const std::size_t i = t->index_;
+  t->index_ = Timer::kNotQueued;
+  Timer* last = timers_.back();
+  timers_.pop_back();
+  if (last == t) return;
+  heap_place(i, last);
+  heap_sift_down(i);
+  heap_sift_up(last->index_);
+}
+
+Timer::~Timer() {
+  if (pending()) poller_->heap_remove(this);
+}
+
+void Timer::expires_at(clock::time_point t) {
+  cancel();
+  expiry_ = t;
+}
+
+void Timer::async_wait(Handler h) {
+  // One wait at a time, as every caller uses it; a second one replaces the first.
+  if (pending()) cancel();
+  handler_ = std::move(h);
+  poller_->heap_push(this);
+}
+
+std::size_t Timer::cancel() {
+  if (!pending()) return 0;
+  poller_->heap_remove(this);
+  poller_->defer([h = std::move(handler_)] { h(asio::error::operation_aborted); });
+  handler_ = nullptr;
+  return 1;
 }
 
 std::uint32_t Poller::attach(Socket* s, int fd, error_code& ec) {

@@ -3,10 +3,13 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,9 +22,9 @@ namespace drainproxy::proxy {
 class Socket;
 
 // The time for bookkeeping on the data path (idle timers, request durations, pool
-// ages): read once per batch of events while a batch runs, like HAProxy's now_ms
+// ages): read once per turn of the loop while the turn runs, like HAProxy's now_ms
 // and nginx's cached time, instead of a clock read at every step of every request.
-// Outside a batch (timers, posted completions) it reads the clock.
+// Outside a turn it reads the clock.
 struct LoopClock {
   using time_point = std::chrono::steady_clock::time_point;
   using duration = std::chrono::steady_clock::duration;
@@ -68,11 +71,13 @@ class IoOp {
   ~IoOp() = default;
 };
 
-// The data path's event loop: an edge-triggered epoll set per worker, nested in the
-// worker's io_context (which still runs accept backoff, timers and control posts).
-// The nested epoll fd is registered with the io_context's reactor once, with a
-// persistent operation (as Asio registers its own signal pipe): an Asio async_wait
-// would re-arm it with an epoll_ctl after every batch of events.
+class Timer;
+
+// A worker's event loop: an edge-triggered epoll set for the data path's sockets, a
+// timer heap, a queue for completions that must not run on the caller's stack, and
+// an eventfd through which other threads post work. The loop blocks in exactly one
+// epoll_wait, like HAProxy's and nginx's: nesting this set inside another reactor
+// (Asio's io_context) cost a second epoll_wait on every wake-up.
 //
 // Why not asio's socket operations: asio does not remember readiness between
 // operations, so every read is first tried speculatively (one failing recv per
@@ -83,35 +88,47 @@ class IoOp {
 // then costs exactly its four data syscalls plus a share of epoll_wait.
 class Poller {
  public:
-  explicit Poller(asio::io_context& io);
+  Poller();
   ~Poller();
   Poller(const Poller&) = delete;
   Poller& operator=(const Poller&) = delete;
 
-  // Starts waiting for events; a started poller keeps its io_context running.
-  void start();
-  // Stops waiting for events, so the io_context can run out of work.
+  // Runs the loop on the calling thread until stop() or abort(). After stop() it
+  // keeps turning (without blocking) until nothing is queued, so completions of
+  // what the stopping code closed still run; then the poller can run again.
+  void run();
+  // One turn: waits at most `timeout` for events (not at all when work is queued),
+  // then dispatches them, fires due timers and runs what was queued before the turn.
+  void run_once(std::chrono::milliseconds timeout);
+  // Thread-safe. stop(): run() returns once the queue is empty; abort(): after the
+  // current turn, whatever is queued.
   void stop();
-  asio::io_context& io() { return io_; }
+  void abort();
+  // Thread-safe: `fn` runs on the loop's thread, from the queue.
+  void post(std::function<void()> fn);
+  // Loop thread only: `fn` runs from the queue, after the current call stack.
+  void defer(std::function<void()> fn) { ready_.push_back(std::move(fn)); }
+  // Completes `op` from the queue instead of the current call stack: used where
+  // the caller may be iterating over what the completion would change.
+  void defer(IoOp* op) {
+    defer([op] { op->complete(); });
+  }
   int native_handle() const { return ep_; }
 
-  // co_await poller.yield(): resumes after what the io_context has queued.
+  // co_await poller.yield(): resumes after what is queued now, and one round of events.
   struct Yield {
     Poller& poller;
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h) {
-      asio::post(poller.io_, [h] { resume(h); });
+      poller.defer([h] { resume(h); });
     }
     void await_resume() const noexcept {}
   };
   Yield yield() { return Yield{*this}; }
 
-  // Completes `op` from the io_context's queue instead of the current call stack:
-  // used where the caller may be iterating over what the completion would change.
-  void defer(IoOp* op);
-
  private:
   friend class Socket;
+  friend class Timer;
   struct Slot {
     Socket* socket = nullptr;
     std::uint32_t generation = 0;
@@ -121,22 +138,64 @@ class Poller {
   bool watch(std::uint32_t slot, int fd, error_code& ec);
   void rebind(std::uint32_t slot, Socket* s) { slots_[slot].socket = s; }
   void detach(std::uint32_t slot);
-  void run_ready();
+  void wake();
+  void take_posted();
+  int wait_timeout(std::chrono::milliseconds limit) const;
+  void fire_due_timers();
 
-  struct Registration;  // the reactor's side of ep_ (poller.cpp)
+  // Timer heap (min-heap on expiry; each Timer knows its index).
+  void heap_push(Timer* t);
+  void heap_remove(Timer* t);
+  void heap_sift_up(std::size_t i);
+  void heap_sift_down(std::size_t i);
+  void heap_place(std::size_t i, Timer* t);
 
-  asio::io_context& io_;
   int ep_ = -1;
-  std::unique_ptr<Registration> registration_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  int wake_fd_ = -1;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
-  bool stopped_ = true;
-  bool in_batch_ = false;
+  std::vector<Timer*> timers_;
+  std::vector<std::function<void()>> ready_;
+  std::vector<std::function<void()>> running_;
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> abort_{false};
+};
+
+// A one-shot timer on a Poller, shaped like asio::steady_timer: a wait that is
+// cancelled (or replaced by a new expiry) completes with operation_aborted, from
+// the poller's queue. Loop thread only. Destroying a timer drops its pending
+// handler without calling it.
+class Timer {
+ public:
+  using clock = std::chrono::steady_clock;
+  using Handler = std::function<void(const error_code&)>;
+
+  explicit Timer(Poller& poller) : poller_(&poller) {}
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  void expires_at(clock::time_point t);
+  void expires_after(clock::duration d) { expires_at(clock::now() + d); }
+  clock::time_point expiry() const { return expiry_; }
+  void async_wait(Handler h);
+  // Completes a pending wait with operation_aborted; returns how many were pending.
+  std::size_t cancel();
+  bool pending() const { return index_ != kNotQueued; }
+
+ private:
+  friend class Poller;
+  static constexpr std::size_t kNotQueued = static_cast<std::size_t>(-1);
+  Poller* poller_;
+  clock::time_point expiry_{};
+  std::size_t index_ = kNotQueued;
+  Handler handler_;
 };
 
 // A non-blocking TCP socket registered with a Poller. Move-only; closing it
-// completes pending operations with operation_aborted (from the io_context queue).
+// completes pending operations with operation_aborted (from the poller's queue).
 class Socket {
  public:
   Socket() = default;

@@ -38,9 +38,11 @@ Proxy::Proxy(const config::Config& cfg, const drain::DrainDecision& drain, Liste
 
   tcp::endpoint listen_ep = resolve(cfg.listen, "--listen");
   check_port_free(listen_ep);
+  // Only opens and binds: each listener takes the descriptor over into its worker's poller.
+  asio::io_context setup;
   for (unsigned i = 0; i < cfg.workers; ++i) {
     auto w = std::make_unique<Worker>(i, drain);
-    tcp::acceptor a = open_reuseport_acceptor(w->io(), listen_ep);
+    tcp::acceptor a = open_reuseport_acceptor(setup, listen_ep);
     // With port 0 the first bind picks the port; the other workers join it.
     if (i == 0) listen_ep = a.local_endpoint();
     w->add_listener(std::make_unique<Listener>(w->poller(), std::move(a), route_, limiter_, stats_[i], drain, on_upstream_refused));

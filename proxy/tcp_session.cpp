@@ -10,7 +10,7 @@ namespace drainproxy::proxy {
 
 TcpSession::TcpSession(Socket client, Listener& listener)
     : client_(std::move(client)),
-      timer_(listener.poller().io()),
+      timer_(listener.poller()),
       listener_(listener),
       last_activity_(LoopClock::now()) {}
 

@@ -39,7 +39,7 @@ class TcpSession final : public Session, public std::enable_shared_from_this<Tcp
 
   Socket client_;
   Socket upstream_;
-  asio::steady_timer timer_;  // connect timeout, then the idle watchdog
+  Timer timer_;  // connect timeout, then the idle watchdog
   Listener& listener_;
   std::chrono::steady_clock::time_point last_activity_;
   std::optional<CloseReason> reason_;

@@ -13,8 +13,8 @@
 
 namespace drainproxy::proxy {
 
-// One event-loop thread with its own io_context. A connection lives its whole life
-// on the worker that accepted it, so sessions need neither strands nor locks.
+// One event-loop thread with its own Poller. A connection lives its whole life on
+// the worker that accepted it, so sessions need neither strands nor locks.
 class Worker {
  public:
   Worker(unsigned id, const drain::DrainDecision& drain);
@@ -22,7 +22,6 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  asio::io_context& io() { return *ioc_; }
   Poller& poller() { return *poller_; }
   void add_listener(std::unique_ptr<Listener> l) { listeners_.push_back(std::move(l)); }
 
@@ -40,16 +39,16 @@ class Worker {
   }
 
  private:
-  static awaitable<void> housekeeping_loop(Worker* self);
+  void housekeeping();
+  void arm_tick();
 
   unsigned id_;
   const drain::DrainDecision& drain_;
   bool stopping_ = false;
-  std::unique_ptr<asio::io_context> ioc_;
   std::unique_ptr<Poller> poller_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::unique_ptr<asio::steady_timer> tick_;
+  std::unique_ptr<Timer> tick_;
+  std::chrono::steady_clock::time_point next_trim_;
   std::thread thread_;
   std::atomic<std::chrono::steady_clock::rep> last_pong_;
 };

@@ -6,7 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <future>
+#include <thread>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -66,12 +69,9 @@ std::vector<char> pattern(std::size_t size, unsigned seed) {
 
 class PollerFixture : public ::testing::Test {
  protected:
-  PollerFixture() : poller_(ioc_), acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    poller_.start();
-  }
-  // Only stops: pending completions of a failed test are dropped with the io_context,
-  // never run against the test body's locals.
-  ~PollerFixture() override { poller_.stop(); }
+  PollerFixture() : acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
+  // Pending completions of a failed test are dropped with the poller, never run
+  // against the test body's locals.
 
   // A loopback connection: the client side as a Socket, the server side in `server`.
   Socket connect(tcp::socket& server) {
@@ -85,14 +85,13 @@ class PollerFixture : public ::testing::Test {
     return s;
   }
 
-  // Runs the io_context until `pred` holds; false when it did not within `limit`.
+  // Turns the poller's loop until `pred` holds; false when it did not within `limit`.
   template <typename Pred>
   bool run_until(Pred pred, Clock::duration limit = 5s) {
     const auto deadline = Clock::now() + limit;
     while (!pred()) {
       if (Clock::now() >= deadline) return false;
-      if (ioc_.stopped()) ioc_.restart();
-      ioc_.run_one_for(10ms);
+      poller_.run_once(10ms);
     }
     return true;
   }
@@ -118,11 +117,9 @@ class PollerFixture : public ::testing::Test {
   }
 
   // Runs everything that is ready now, without waiting.
-  void settle() {
-    if (ioc_.stopped()) ioc_.restart();
-    ioc_.poll();
-  }
+  void settle() { poller_.run_once(0ms); }
 
+  // Only for the peers' blocking sockets; never run.
   asio::io_context ioc_;
   Poller poller_;
   tcp::acceptor acceptor_;
@@ -204,7 +201,7 @@ TEST_F(SocketTest, ParkedReadCompletesWhenThePeerSendsDataAndFin) {
 TEST_F(SocketTest, DataAndFinBeforeTheFirstReadEndWithEofNotAHang) {
   tcp::socket server(ioc_);
   Socket s = connect(server);
-  settle();  // the registration's own event
+  settle();
   asio::write(server, asio::buffer("last words", 10));
   server.shutdown(tcp::socket::shutdown_send);
   ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP)) << "the FIN did not arrive";
@@ -259,7 +256,7 @@ TEST_F(SocketTest, FinArrivingAfterTheDataEventEndsTheNextReadWithEof) {
 
   char buf[64] = {};
   Outcome first;
-  start(read_into(s, buf, sizeof buf, first), first);  // no io_context run in between
+  start(read_into(s, buf, sizeof buf, first), first);  // no turn of the loop in between
   ASSERT_TRUE(first.done);
   EXPECT_EQ(first.result.bytes, 3u);
   expect_next_read_ends_with_eof(s, "eof lost");
@@ -408,10 +405,9 @@ TEST_F(SocketTest, ShutdownSendEndsThePeersStreamButKeepsReceiving) {
 
 // ---------------------------------------------------------------- writes
 
-// Drains `server` into `got` until `expected` bytes arrived, running the io_context
+// Drains `server` into `got` until `expected` bytes arrived, turning the poller's loop
 // whenever the peer has nothing more for now. False on timeout.
-bool drain_peer(asio::io_context& ioc, tcp::socket& server, std::vector<char>& got,
-                std::size_t expected) {
+bool drain_peer(Poller& poller, tcp::socket& server, std::vector<char>& got, std::size_t expected) {
   server.non_blocking(true);
   std::vector<char> chunk(256 * 1024);
   const auto deadline = Clock::now() + 20s;
@@ -420,8 +416,7 @@ bool drain_peer(asio::io_context& ioc, tcp::socket& server, std::vector<char>& g
     error_code ec;
     const std::size_t n = server.read_some(asio::buffer(chunk), ec);
     if (ec == asio::error::would_block) {
-      if (ioc.stopped()) ioc.restart();
-      ioc.run_one_for(5ms);
+      poller.run_once(5ms);
       continue;
     }
     if (ec) return false;
@@ -440,7 +435,7 @@ TEST_F(SocketTest, WriteAllParksOnAFullSendBufferAndCompletesWhenThePeerDrains) 
   ASSERT_FALSE(w.done) << "8 MiB to a peer that does not read should hit EAGAIN";
 
   std::vector<char> got;
-  ASSERT_TRUE(drain_peer(ioc_, server, got, data.size())) << "received " << got.size();
+  ASSERT_TRUE(drain_peer(poller_, server, got, data.size())) << "received " << got.size();
   ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
   EXPECT_FALSE(w.error);
   EXPECT_FALSE(w.result.ec) << w.result.ec.message();
@@ -462,7 +457,7 @@ TEST_F(SocketTest, WriteAllOfTwoBuffersDeliversBothInOrder) {
   EXPECT_FALSE(w.done);
 
   std::vector<char> got;
-  ASSERT_TRUE(drain_peer(ioc_, server, got, a.size() + b.size())) << "received " << got.size();
+  ASSERT_TRUE(drain_peer(poller_, server, got, a.size() + b.size())) << "received " << got.size();
   ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
   EXPECT_FALSE(w.result.ec) << w.result.ec.message();
   EXPECT_EQ(w.result.bytes, a.size() + b.size());
@@ -766,53 +761,174 @@ TEST_F(PollerTest, StaleEventOfASocketClosedInTheSameBatchDoesNotReachItsSlotsNe
   EXPECT_TRUE(y.idle_intact());
 }
 
-TEST_F(PollerTest, StopLetsTheIoContextRunOutOfWorkAndStartResumes) {
+// Runs `poller.run()` on this thread, bounded: a run that does not return by itself
+// within `limit` is aborted from a watchdog thread. True when it returned by itself.
+bool run_returns_by_itself(Poller& poller, Clock::duration limit = 5s) {
+  std::promise<void> returned;
+  auto done = returned.get_future();
+  std::atomic<bool> aborted{false};
+  std::thread watchdog([&] {
+    if (done.wait_for(limit) != std::future_status::ready) {
+      aborted = true;
+      poller.abort();
+    }
+  });
+  poller.run();
+  returned.set_value();
+  watchdog.join();
+  return !aborted;
+}
+
+TEST_F(PollerTest, RunReturnsAfterStopAndTheLoopCanRunAgain) {
   tcp::socket server(ioc_);
   Socket s = connect(server);
   poller_.stop();
-  ioc_.run_for(5s);
-  EXPECT_TRUE(ioc_.stopped()) << "a stopped poller must not keep the io_context busy";
-
-  ioc_.restart();
-  poller_.start();
-  expect_next_read_gets_again(s, server, "no events after start");
+  EXPECT_TRUE(run_returns_by_itself(poller_)) << "a stopped poller must not keep waiting for events";
+  expect_next_read_gets_again(s, server, "no events after the loop ran again");
 }
 
-Task<void> read_then_stop(Socket& s, char* buf, std::size_t size, Poller& poller, bool restart, Outcome& out) {
+TEST_F(PollerTest, StopFromAnotherThreadWakesABlockedRun) {
+  // Stops once the loop is running; whether it is blocked in its wait by then or
+  // about to be, only the wake-up can end the run.
+  std::promise<void> running;
+  poller_.post([&] { running.set_value(); });
+  std::thread stopper([&] {
+    running.get_future().wait();
+    poller_.stop();
+  });
+  EXPECT_TRUE(run_returns_by_itself(poller_)) << "stop() from another thread did not wake the loop";
+  stopper.join();
+}
+
+TEST_F(PollerTest, PostFromAnotherThreadRunsOnTheLoopThread) {
+  std::thread::id ran_on;
+  std::thread poster([&] {
+    poller_.post([&] {
+      ran_on = std::this_thread::get_id();
+      poller_.stop();
+    });
+  });
+  EXPECT_TRUE(run_returns_by_itself(poller_)) << "the posted function never ran";
+  poster.join();
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+Task<void> read_then_stop(Socket& s, char* buf, std::size_t size, Poller& poller, Outcome& out) {
   out.result = co_await s.read_some(buf, size);
   poller.stop();
-  if (restart) poller.start();
 }
 
-// A session that stops the poller runs inside the poller's batch, while the reactor
-// holds the poller's registration: the stop must neither deadlock nor keep the loop busy.
-TEST_F(PollerTest, StopFromInsideABatchLetsTheIoContextRunOutOfWork) {
+// A session that stops the poller runs inside the loop's turn: the stop must end
+// the run, and what it closed must still complete.
+TEST_F(PollerTest, StopFromInsideACompletionEndsTheRunAfterTheQueueRuns) {
   tcp::socket server(ioc_);
+  tcp::socket other_server(ioc_);
   Socket s = connect(server);
+  Socket other = connect(other_server);
+  settle();
   char buf[8] = {};
+  char other_buf[8] = {};
   Outcome r;
-  start(read_then_stop(s, buf, sizeof buf, poller_, false, r), r);
+  Outcome parked;
+  start(read_then_stop(s, buf, sizeof buf, poller_, r), r);
+  start(read_into(other, other_buf, sizeof other_buf, parked), parked);
   ASSERT_FALSE(r.done) << "nothing to read yet: the read parks";
   asio::write(server, asio::buffer("x", 1));
-  ioc_.run_for(5s);
-  ASSERT_TRUE(r.done);
+  ASSERT_TRUE(run_until([&] { return r.done; }));
+  // As a worker's shutdown does: the stop comes with closes whose completions are queued.
+  other.cancel();
+  EXPECT_TRUE(run_returns_by_itself(poller_));
   EXPECT_EQ(std::string(buf, r.result.bytes), "x");
-  EXPECT_TRUE(ioc_.stopped()) << "a poller stopped from inside a batch must not keep the io_context busy";
-
-  ioc_.restart();
-  poller_.start();
-  expect_next_read_gets_again(s, server, "no events after start");
+  ASSERT_TRUE(parked.done) << "a completion queued before the stop took effect was dropped";
+  EXPECT_EQ(parked.result.ec, asio::error::operation_aborted);
 }
 
-TEST_F(PollerTest, StopAndStartInsideABatchKeepsDeliveringEvents) {
-  tcp::socket server(ioc_);
-  Socket s = connect(server);
-  char buf[8] = {};
-  Outcome r;
-  start(read_then_stop(s, buf, sizeof buf, poller_, true, r), r);
-  asio::write(server, asio::buffer("x", 1));
-  ASSERT_TRUE(run_until([&] { return r.done; }));
-  expect_next_read_gets_again(s, server, "the poller stopped delivering events after a restart");
+// ---------------------------------------------------------------- timers
+
+TEST_F(PollerTest, TimersFireInExpiryOrderWhileRunBlocks) {
+  Timer late(poller_);
+  Timer early(poller_);
+  Timer middle(poller_);
+  std::vector<std::string> fired;
+  const auto now = Clock::now();
+  late.expires_at(now + 60ms);
+  early.expires_at(now + 20ms);
+  middle.expires_at(now + 40ms);
+  late.async_wait([&](const error_code& ec) {
+    fired.push_back(ec ? "late:" + ec.message() : "late");
+    poller_.stop();
+  });
+  early.async_wait([&](const error_code& ec) { fired.push_back(ec ? "early:" + ec.message() : "early"); });
+  middle.async_wait([&](const error_code& ec) { fired.push_back(ec ? "middle:" + ec.message() : "middle"); });
+  // Nothing but the timers can end this run: the blocking wait must wake for them.
+  ASSERT_TRUE(run_returns_by_itself(poller_));
+  EXPECT_EQ(fired, (std::vector<std::string>{"early", "middle", "late"}));
+  EXPECT_GE(Clock::now() - now, 60ms) << "a timer fired before its expiry";
+}
+
+TEST_F(PollerTest, CancelCompletesAWaitWithOperationAbortedFromTheQueue) {
+  Timer t(poller_);
+  t.expires_after(1h);
+  int calls = 0;
+  error_code got;
+  t.async_wait([&](const error_code& ec) {
+    ++calls;
+    got = ec;
+  });
+  EXPECT_TRUE(t.pending());
+  EXPECT_EQ(t.cancel(), 1u);
+  EXPECT_FALSE(t.pending());
+  EXPECT_EQ(calls, 0) << "the handler ran on the canceller's stack";
+  settle();
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(got, asio::error::operation_aborted);
+  EXPECT_EQ(t.cancel(), 0u) << "nothing left to cancel";
+}
+
+TEST_F(PollerTest, NewExpiryAbortsThePendingWaitAndTheNewWaitFires) {
+  Timer t(poller_);
+  t.expires_after(1h);
+  std::vector<error_code> results;
+  t.async_wait([&](const error_code& ec) { results.push_back(ec); });
+  t.expires_after(10ms);
+  t.async_wait([&](const error_code& ec) { results.push_back(ec); });
+  ASSERT_TRUE(run_until([&] { return results.size() == 2; }));
+  EXPECT_EQ(results[0], asio::error::operation_aborted);
+  EXPECT_FALSE(results[1]) << results[1].message();
+}
+
+TEST_F(PollerTest, DestroyedTimerNeverCallsItsHandlerAndLeavesTheOthersFiring) {
+  bool destroyed_fired = false;
+  bool other_fired = false;
+  Timer other(poller_);
+  {
+    std::vector<std::unique_ptr<Timer>> many;
+    for (int i = 0; i < 16; ++i) {
+      many.push_back(std::make_unique<Timer>(poller_));
+      many.back()->expires_after(std::chrono::milliseconds(1 + i));
+      many.back()->async_wait([&](const error_code&) { destroyed_fired = true; });
+    }
+    other.expires_after(20ms);
+    other.async_wait([&](const error_code& ec) { other_fired = !ec; });
+  }
+  ASSERT_TRUE(run_until([&] { return other_fired; }));
+  EXPECT_FALSE(destroyed_fired);
+}
+
+TEST_F(PollerTest, HandlerThatRearmsItsOwnTimerFiresAgain) {
+  Timer t(poller_);
+  int fired = 0;
+  std::function<void(const error_code&)> again = [&](const error_code& ec) {
+    if (ec) return;
+    if (++fired < 3) {
+      t.expires_after(1ms);
+      t.async_wait(again);
+    }
+  };
+  t.expires_after(1ms);
+  t.async_wait(again);
+  ASSERT_TRUE(run_until([&] { return fired == 3; }));
+  EXPECT_FALSE(t.pending());
 }
 
 struct FlagOp final : IoOp {

@@ -41,13 +41,14 @@ class WorkerTest : public ::testing::Test {
     route_.name = "test";
     route_.mode = RouteMode::Tcp;
     route_.upstream = tcp::endpoint(asio::ip::make_address("127.0.0.1"), 1);
-    tcp::acceptor a = open_reuseport_acceptor(worker_.io(), tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::acceptor a = open_reuseport_acceptor(setup_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     port_ = a.local_endpoint().port();
     worker_.add_listener(
         std::make_unique<Listener>(worker_.poller(), std::move(a), route_, limiter_, stats_, drain_, [] {}));
   }
   ~WorkerTest() override { worker_.shutdown(2000ms); }
 
+  asio::io_context setup_;  // opens the listening socket only; never run
   NotDraining drain_;
   Route route_;
   ConnectionLimiter limiter_;
@@ -61,7 +62,7 @@ TEST_F(WorkerTest, StopAcceptingIsReportedOnlyOnceTheListenerIsClosed) {
   // Keep the worker busy, as a loaded worker would be when the drain starts.
   std::promise<void> release;
   auto released = release.get_future().share();
-  asio::post(worker_.io(), [released] { released.wait(); });
+  worker_.poller().post([released] { released.wait(); });
 
   auto closed = worker_.post_stop_accepting();
   EXPECT_EQ(closed.wait_for(100ms), std::future_status::timeout)
