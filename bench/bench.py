@@ -90,7 +90,7 @@ def load_config():
         "LIGHT_CONNS": env_int("LIGHT_CONNS", 8),
         "IDLE_CONNS": env_int("IDLE_CONNS", 1000 if quick else 5000),
         "APP_WORKERS": env_int("APP_WORKERS", 1),
-        "IDLE_SETTLE": env_int("IDLE_SETTLE", 3),
+        "IDLE_SETTLE": env_int("IDLE_SETTLE", 1 if quick else 3),
         "LAYOUT": os.environ.get("LAYOUT", "shared").strip() or "shared",
     }
     isolated = cfg["LAYOUT"] == "isolated"
@@ -546,7 +546,7 @@ def idle_test(cfg, kind, workers, variant):
             if listen_queue(port) == 0 and listen_queue(cfg["app_port"]) == 0:
                 break
             time.sleep(0.2)
-        # Idle means idle for a while: every proxy gets IDLE_SETTLE seconds (default 3)
+        # Idle means idle for a while: every proxy gets IDLE_SETTLE seconds (default 3, QUICK 1)
         # for its periodic housekeeping (drainproxy hands burst memory back once a
         # second), then RSS must have stopped changing.
         settle_until = time.monotonic() + cfg["IDLE_SETTLE"]
