@@ -135,13 +135,11 @@ void note_failure(bool& ready, error_code& ec) {
   }
 }
 
-}  // namespace
-
-namespace {
 // The epoll data of the eventfd; socket slots encode (generation << 32 | index) and
 // never reach it (a slot index stays far below 2^32 - 1).
 constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};
 constexpr int kMaxEvents = 256;
+
 }  // namespace
 
 Poller::Poller() {
