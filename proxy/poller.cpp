@@ -10,12 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <limits>
 #include <new>
-
 
 namespace drainproxy::proxy {
 
@@ -345,7 +344,7 @@ void Timer::expires_at(clock::time_point t) {
 
 void Timer::async_wait(Handler h) {
   // One wait at a time, as every caller uses it; a second one replaces the first.
-  if (pending()) cancel();
+  cancel();
   handler_ = std::move(h);
   poller_->heap_push(this);
 }

@@ -8,9 +8,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -179,7 +177,6 @@ class Timer {
 
   void expires_at(clock::time_point t);
   void expires_after(clock::duration d) { expires_at(clock::now() + d); }
-  clock::time_point expiry() const { return expiry_; }
   void async_wait(Handler h);
   // Completes a pending wait with operation_aborted; returns how many were pending.
   std::size_t cancel();

@@ -1,5 +1,4 @@
 #include "proxy/worker.hpp"
-#include "proxy/task_error.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <future>
 #include <memory>
-#include <optional>
 #include <thread>
 #include <vector>
 
