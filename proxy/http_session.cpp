@@ -23,6 +23,14 @@ constexpr auto kLingerTime = std::chrono::seconds(1);
 // Response bodies at least this long (and of known length) are relayed by splice(2).
 constexpr std::uint64_t kSpliceMinBytes = 64 * 1024;
 
+// Once per body, before the first wait for more of it: the sender may be waiting
+// for our ACK (see Socket::ack_promptly). A body that came with its head costs nothing.
+void ack_once(Socket& s, bool& acked) {
+  if (acked) return;
+  s.ack_promptly();
+  acked = true;
+}
+
 std::string_view status_text(unsigned status) {
   switch (status) {
     case 400: return "Bad Request";
@@ -344,12 +352,14 @@ Task<bool> HttpSession::acquire_upstream(bool& reused) {
 Task<bool> HttpSession::relay_request_body() {
   Exchange& x = *x_;
   const Route& route = listener_.route();
+  bool acked = false;
   switch (req_framing_) {
     case http::Framing::None:
       co_return true;
     case http::Framing::ContentLength:
       while (body_left_ > 0) {
         if (x.in.empty()) {
+          ack_once(client_, acked);
           error_code ec;
           if (!co_await read_some(client_, x.in, ec)) {
             if (!reason_) reason_ = CloseReason::Client;
@@ -370,6 +380,7 @@ Task<bool> HttpSession::relay_request_body() {
       x.framer.reset();
       for (;;) {
         if (x.in.empty()) {
+          ack_once(client_, acked);
           error_code ec;
           if (!co_await read_some(client_, x.in, ec)) {
             if (!reason_) reason_ = CloseReason::Client;
@@ -458,6 +469,7 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
   if (framing == http::Framing::Chunked) x.framer.reset();
   std::uint64_t left = length;
   std::size_t since_yield = 0;
+  bool acked = false;
   for (;;) {
     std::size_t take = x.out.size();
     bool done = false;
@@ -485,6 +497,7 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
       upstream_clean = true;
       co_return true;
     }
+    ack_once(upstream_, acked);
     if (framing == http::Framing::ContentLength && left >= kSpliceMinBytes && x.out.empty()) {
       // A large body of known length: kernel to kernel, never more than `left` bytes.
       if (!co_await splice_response_body(left)) co_return false;

@@ -474,6 +474,11 @@ void Socket::set_no_delay() {
   if (fd_ >= 0) ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void Socket::ack_promptly() {
+  const int one = 1;
+  if (fd_ >= 0) ::setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 std::size_t Socket::recv(void* data, std::size_t size, error_code& ec) {
   ec.clear();
   if (fd_ < 0) {

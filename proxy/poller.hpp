@@ -223,6 +223,12 @@ class Socket {
   void cancel();
   void shutdown_send();
   void set_no_delay();
+  // Leaves the kernel's delayed-ACK "interactive" mode (TCP_QUICKACK) for the bytes
+  // that follow. A connection that carries requests and responses is in that mode:
+  // our ACKs wait to ride on data going back, or for the delayed-ACK timer (40 ms at
+  // least). A peer sending us a body it cannot fully put in flight waits for them.
+  // Not sticky: the kernel re-enters the mode as requests flow again.
+  void ack_promptly();
 
   // Synchronous, non-blocking receive. `would_block` when nothing is there.
   std::size_t recv(void* data, std::size_t size, error_code& ec);

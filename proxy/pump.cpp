@@ -111,7 +111,9 @@ Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* p
     }
     last_activity = LoopClock::now();
     since_yield += n;
+    const bool was_bulk = bulk;
     bulk = n >= BufferPool::kSize;
+    if (bulk && !was_bulk) from.ack_promptly();
   }
 }
 
