@@ -753,6 +753,14 @@ def tool_version(argv):
         return None
 
 
+def congestion_control():
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
 def main():
     cfg = load_config()
     os.makedirs(cfg["results"], exist_ok=True)
@@ -761,7 +769,9 @@ def main():
     t_start = time.monotonic()
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": "%s, %d cores, kernel %s" % (platform.node(), os.cpu_count(), platform.release()),
+        # Congestion control decides how senders pace on loopback, so it is part of the set-up.
+        "machine": "%s, %d cores, kernel %s, TCP congestion control %s" % (
+            platform.node(), os.cpu_count(), platform.release(), congestion_control()),
         "versions": {
             "drainproxy": tool_version([cfg["drainproxy_bin"], "--version"]),
             "haproxy": tool_version(["haproxy", "-v"]),
