@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -643,6 +644,27 @@ TEST_F(SocketTest, IdleIntactIsFalseAfterUnexpectedBytesAndDoesNotConsumeThem) {
   char buf[32];
   error_code ec;
   EXPECT_EQ(s.recv(buf, sizeof buf, ec), 14u) << "the peek left the bytes in place";
+}
+
+TEST_F(SocketTest, AckPromptlyLeavesDelayedAckMode) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  // The kernel reports TCP_QUICKACK as 0 while the socket is in delayed-ACK
+  // ("interactive") mode, as a request/response connection is.
+  const auto quickack = [&] {
+    int v = -1;
+    socklen_t len = sizeof v;
+    EXPECT_EQ(::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &v, &len), 0);
+    return v;
+  };
+  const int zero = 0;
+  ASSERT_EQ(::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero), 0);
+  ASSERT_EQ(quickack(), 0);
+  s.ack_promptly();
+  EXPECT_EQ(quickack(), 1);
+
+  s.close();
+  s.ack_promptly();  // a closed socket: nothing to do, no error
 }
 
 // ---------------------------------------------------------------- poller
