@@ -76,16 +76,16 @@ class ClockedUpstream(HttpUpstream):
 
     def serve(self, conn, rd, req):
         self.read_body(rd, req)
+        if req.target not in ("/clocked", "/clocked-chunked"):
+            conn.sendall(build_response(200, b"small"))
+            return req.keep_alive()
         body = pieces_of(PIECE_SIZES, 0)
         if req.target == "/clocked":
             head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % sum(PIECE_SIZES)
-        elif req.target == "/clocked-chunked":
+        else:
             head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             body = [b"%x\r\n%s\r\n" % (len(p), p) for p in body]
             body[-1] += b"0\r\n\r\n"
-        else:
-            conn.sendall(build_response(200, b"small"))
-            return req.keep_alive()
         self.waits.append(send_ack_clocked(conn, head, body))
         return req.keep_alive()
 
