@@ -277,6 +277,7 @@ Task<HttpSession::Outcome> HttpSession::exchange() {
   close_now_ = close_client && !client_keep_alive && body_left_ == 0 && x.in.empty();
   bool upstream_clean = false;
   if (!co_await relay_response_body(resp_framing, resp_length, upstream_clean)) {
+    if (fail_status_ != 0) co_return co_await reject(fail_status_, fail_reason_);
     finish_request(0);
     co_return Outcome::Abort;
   }
@@ -482,6 +483,12 @@ Task<bool> HttpSession::relay_response_body(http::Framing framing, std::uint64_t
       if (r.error) {
         spdlog::get("proxy")->debug("listener={} malformed chunked body from the app: {}", listener_.route().name,
                                     r.reason);
+        if (head.size() > 0) {
+          // Nothing reached the client yet, so it can still get a clear answer instead
+          // of a connection that closes without a byte.
+          fail_status_ = 502;
+          fail_reason_ = "the app sent a malformed chunked body";
+        }
         if (!reason_) reason_ = CloseReason::Upstream;
         co_return false;
       }

@@ -511,6 +511,10 @@ class UpstreamErrorTest(IntegrationTest):
             b"HTTP/1.1 200 OK\r\nContent-Len",          # closed in the middle of the head
             b"",                                        # closed without a byte
             b"HTTP/3.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            # a chunked body that is malformed in the bytes that came with the head:
+            # nothing has reached the client, so it still gets an answer
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n-1\r\n",
         ]
         for i, reply in enumerate(replies):
             with self.subTest(reply=reply):
