@@ -68,6 +68,7 @@ class HttpSession final : public Session, public IdleConnection, public std::ena
   Task<bool> relay_response_body(http::Framing framing, std::uint64_t length, bool& upstream_clean);
   Task<bool> splice_response_body(std::uint64_t left);
   Task<Outcome> reject(unsigned status, std::string_view reason);
+  bool client_sent_more();
   Task<void> linger_close();
   Task<void> tunnel();
   static Task<void> tunnel_pump(std::shared_ptr<HttpSession> self, bool from_client);

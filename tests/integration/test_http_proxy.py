@@ -370,6 +370,37 @@ class HttpProxyTest(IntegrationTest):
         self.assertNotEqual(r.framing, "chunked")
         self.assertClosedAfter(c)
 
+    def test_last_response_survives_bytes_sent_after_it(self):
+        """A client that said this request is its last sends more anyway, while the app
+        is still answering. Closing at once with those bytes unread would reset the
+        connection and lose the response; the proxy must deliver it, then close."""
+        got_request, extra_sent = threading.Event(), threading.Event()
+
+        class WaitingApp(HttpUpstream):
+            def serve(self, conn, rd, req):
+                self.read_body(rd, req)
+                got_request.set()
+                extra_sent.wait(5.0)
+                conn.sendall(build_response(200, b"last\n"))
+                return True
+
+        upstream = self.start_server(WaitingApp)
+        dp = self.proxy_for(upstream.port, "--workers", "1")
+        for head in (b"GET /a HTTP/1.0\r\n\r\n", b"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"):
+            with self.subTest(head=head):
+                got_request.clear()
+                extra_sent.clear()
+                c = self.client(dp)
+                c.send(head)
+                self.assertTrue(got_request.wait(5.0))
+                # On loopback these bytes are in the proxy's receive queue once sent.
+                c.send(b"GET /unwanted HTTP/1.1\r\nHost: a\r\n\r\n")
+                extra_sent.set()
+                r = c.read_response()
+                self.assertEqual((r.status, r.body), (200, b"last\n"))
+                self.assertClosedAfter(c)
+        self.assertEqual([q.target for q in upstream.complete_requests()], ["/a", "/b"])
+
     def test_http10_keepalive_client(self):
         _, dp = self.demo_and_proxy()
         c = self.client(dp)
