@@ -27,7 +27,9 @@ import harness  # noqa: E402
 from harness import IntegrationTest, TcpServer  # noqa: E402
 
 CLIENTS = 8
-STREAMS_PER_CLIENT = 50
+# FUZZ_SEED and FUZZ_STREAMS explore other inputs (a longer search, by hand).
+SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
+STREAMS_PER_CLIENT = int(os.environ.get("FUZZ_STREAMS", "50"))
 CONN_DEADLINE = 10.0   # seconds a client waits for the proxy to end its connection
 
 REQUESTS = [
@@ -128,7 +130,9 @@ class FuzzApp(TcpServer):
 
 class HttpFuzzTest(IntegrationTest):
 
-    def run_client(self, port, seed, problems, counts):
+    def run_client(self, port, seed, problems, counts, stopping=None):
+        """`stopping` set: the proxy is shutting down, so refused connections end the
+        client and a request may go unanswered (force-closed at the drain deadline)."""
         rng = random.Random(seed)
         for n in range(STREAMS_PER_CLIENT):
             parts, first_intact = [], None
@@ -143,8 +147,11 @@ class HttpFuzzTest(IntegrationTest):
             try:
                 s = socket.create_connection((harness.LOOPBACK, port), timeout=5.0)
             except OSError as e:
+                if stopping is not None and stopping.is_set():
+                    return
                 problems.append("seed %d stream %d: connect failed: %s" % (seed, n, e))
                 continue
+            draining = stopping is not None and stopping.is_set()
             try:
                 try:
                     send_in_pieces(rng, s, stream)
@@ -173,24 +180,51 @@ class HttpFuzzTest(IntegrationTest):
                 if not got.startswith(b"HTTP/1.1 "):
                     problems.append("seed %d stream %d: the client got non-HTTP bytes first: %r"
                                     % (seed, n, got[:80]))
-            elif first_intact:
+            elif first_intact and not draining and not (stopping is not None and stopping.is_set()):
                 problems.append("seed %d stream %d: a well-formed request got no answer: %r"
                                 % (seed, n, stream[:200]))
 
+    def start_fuzz_proxy(self, *flags):
+        app = self.start_server(FuzzApp, SEED)
+        return self.start_http_proxy(app.port, "--health-check", "none", "--header-timeout", "1s",
+                                     "--idle-timeout", "1s", "--upstream-timeout", "3s", *flags)
+
+    def test_sigterm_in_the_middle_of_random_traffic(self):
+        dp = self.start_fuzz_proxy("--propagation-delay", "300ms", "--drain-timeout", "2s",
+                                   "--termination-grace-period", "10s")
+        problems, counts, stopping = [], {"streams": 0, "answered": 0}, threading.Event()
+        clients = [threading.Thread(target=self.run_client,
+                                    args=(dp.listen_port, seed, problems, counts, stopping))
+                   for seed in range(SEED + 100, SEED + 100 + CLIENTS)]
+        for t in clients:
+            t.start()
+        harness.wait_for(lambda: counts["streams"] >= 40, 30.0, desc="40 streams done before SIGTERM")
+        stopping.set()
+        t0 = time.monotonic()
+        dp.send_signal(signal.SIGTERM)
+        rc = dp.wait_exit(15.0)
+        took = time.monotonic() - t0
+        for t in clients:
+            t.join(timeout=CONN_DEADLINE + 5)
+        self.assertFalse(any(t.is_alive() for t in clients), "a client thread did not finish")
+        self.assertEqual(rc, 0, dp.stderr_text()[-3000:])
+        # propagation delay + drain timeout, and a margin for the sanitizer build
+        self.assertLess(took, 0.3 + 2.0 + 3.0)
+        self.assertEqual(problems, [], "FUZZ_SEED=%d:\n%s" % (SEED, "\n".join(problems)))
+        self.assertNotIn("runtime error", dp.stderr_text())
+        self.assertNotIn("Sanitizer", dp.stderr_text())
+
     def test_random_requests_and_responses(self):
-        app = self.start_server(FuzzApp, 20261127)
-        dp = self.start_http_proxy(app.port, "--health-check", "none", "--propagation-delay", "0s",
-                                   "--header-timeout", "1s", "--idle-timeout", "1s",
-                                   "--upstream-timeout", "3s", "--drain-timeout", "5s")
+        dp = self.start_fuzz_proxy("--propagation-delay", "0s", "--drain-timeout", "5s")
         problems, counts = [], {"streams": 0, "answered": 0}
         clients = [threading.Thread(target=self.run_client, args=(dp.listen_port, seed, problems, counts))
-                   for seed in range(CLIENTS)]
+                   for seed in range(SEED, SEED + CLIENTS)]
         for t in clients:
             t.start()
         for t in clients:
             t.join(timeout=STREAMS_PER_CLIENT * (CONN_DEADLINE + 1))
         self.assertFalse(any(t.is_alive() for t in clients), "a client thread did not finish")
-        self.assertEqual(problems, [], "\n".join(problems))
+        self.assertEqual(problems, [], "FUZZ_SEED=%d:\n%s" % (SEED, "\n".join(problems)))
         self.assertEqual(counts["streams"], CLIENTS * STREAMS_PER_CLIENT)
         # Most streams get an answer of some kind; if none did, the test tested nothing.
         self.assertGreater(counts["answered"], counts["streams"] // 2, counts)
