@@ -20,6 +20,16 @@ constexpr auto kReadTimeout = std::chrono::seconds(10);
 
 void log_exception(std::exception_ptr e) { log_task_exception("admin", "admin server task", e); }
 
+// The status for a request the parser refused, or 0 when there is no one to answer:
+// the peer closed, went silent, or the socket failed.
+unsigned status_for_read_error(const error_code& ec) {
+  if (ec.category() != make_error_code(http::error::bad_target).category()) return 0;
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message) return 0;
+  if (ec == http::error::header_limit) return 431;
+  if (ec == http::error::body_limit) return 413;
+  return 400;
+}
+
 }  // namespace
 
 AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& ep, Handler& handler)
@@ -70,7 +80,21 @@ awaitable<void> AdminServer::session(AdminServer* self, tcp::socket socket) {
     parser.body_limit(4096);
     stream.expires_after(kReadTimeout);
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
-    if (ec) break;
+    if (ec) {
+      // A malformed probe or scrape gets an answer naming the problem, not a silent close.
+      if (const unsigned status = status_for_read_error(ec); status != 0) {
+        spdlog::get("admin")->debug("admin request from {} refused ({}): {}", peer.to_string(), status, ec.message());
+        http::response<http::string_body> res{static_cast<http::status>(status), 11};
+        res.set(http::field::server, "drainproxy");
+        res.set(http::field::content_type, "text/plain; charset=utf-8");
+        res.keep_alive(false);
+        res.body() = ec.message() + "\n";
+        res.prepare_payload();
+        stream.expires_after(kReadTimeout);
+        co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+      }
+      break;
+    }
     stream.expires_never();
     auto& req = parser.get();
 

@@ -8,6 +8,7 @@
 """
 
 import os
+import socket
 import sys
 import time
 
@@ -107,6 +108,31 @@ class ReadinessTest(IntegrationTest):
                     "termination_grace_period_seconds"):
             self.assertIn(key, st["timings"])
         self.assertGreaterEqual(st["seconds_in_phase"], 0)
+
+    def test_malformed_admin_requests_are_answered(self):
+        upstream = self.start_echo()
+        dp = self.start_proxy(upstream.port, *self.FAST, "--propagation-delay", "1s", "--drain-timeout", "3s")
+        cases = [
+            (b"GARBAGE\r\n\r\n", 400),
+            (b"GET /ready HTTP/9.9\r\n\r\n", 400),
+            (b"GET /ready HTTP/1.1\r\nBad Field: x\r\n\r\n", 400),
+            (b"GET /ready HTTP/1.1\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
+            (b"POST /drain HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413),
+        ]
+        for raw, status in cases:
+            with self.subTest(raw=raw[:30]):
+                s = harness.connect(dp.admin_port)
+                try:
+                    s.sendall(raw)
+                    s.shutdown(socket.SHUT_WR)
+                    got = harness.recv_until_eof(s, timeout=5.0)
+                finally:
+                    s.close()
+                self.assertTrue(got.startswith(b"HTTP/1.1 %d " % status), got[:200])
+                self.assertIn(b"Connection: close", got)
+        # the admin server still answers, and the phase is untouched
+        self.assertEqual(dp.get("/live")[0], 200)
+        self.assertEqual(dp.phase(), "serving")
 
     def test_http_health_check_with_demo_app(self):
         up_port = free_port()
