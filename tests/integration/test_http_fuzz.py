@@ -45,6 +45,8 @@ REQUESTS = [
     b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET http://h:1/p HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X\r\nX: 1\r\nTE: trailers\r\n\r\n",
+    # large enough for the zero-copy path, which the app may cut short by closing
+    b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 300000\r\n\r\n" + b"b" * 300000,
 ]
 RESPONSES = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -60,6 +62,8 @@ RESPONSES = [
     b"HTTP/1.1 200 Connection established\r\n\r\ntunnel",
     b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
     b"HTTP/1.1 500 Boom\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 400000\r\n\r\n" + b"r" * 400000,
+    b"HTTP/1.1 200 OK\r\nContent-Length: 400000\r\n\r\n" + b"r" * 150000,
 ]
 TOKENS = [b"\r\n", b"\r\n\r\n", b"\n", b" ", b":", b";", b"0", b"ffffffffffffffffff", b"\x00", b"\xff", b"\t",
           b"Content-Length: ", b"Transfer-Encoding: chunked\r\n", b"Connection: close\r\n",
