@@ -156,7 +156,7 @@ Task<void> HttpSession::serve(std::shared_ptr<HttpSession> self) {
       if (!self->x_->in.empty()) continue;  // a pipelined request is already here
       break;
     }
-    if ((how == Outcome::Close || (how == Outcome::CloseNow && self->client_sent_more())) && !self->closed_)
+    if (!self->closed_ && (how == Outcome::Close || (how == Outcome::CloseNow && self->client_sent_more())))
       co_await self->linger_close();
     self->end(self->reason_.value_or(CloseReason::Client));
     self->finish();
@@ -618,7 +618,6 @@ bool HttpSession::client_sent_more() {
   // The response just sent was the last and the client knew it, so it should send
   // nothing more. If it did anyway, closing now would answer with RST, and the kernel
   // would drop the response still held back for the FIN (MSG_MORE) along with it.
-  if (closed_) return false;
   std::array<char, 512> sink;
   error_code ec;
   const std::size_t n = client_.recv(sink.data(), sink.size(), ec);
