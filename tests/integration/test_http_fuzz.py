@@ -30,6 +30,7 @@ CLIENTS = 8
 # FUZZ_SEED and FUZZ_STREAMS explore other inputs (a longer search, by hand).
 SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
 STREAMS_PER_CLIENT = int(os.environ.get("FUZZ_STREAMS", "50"))
+COUNTS_LOCK = threading.Lock()
 CONN_DEADLINE = 10.0   # seconds a client waits for the proxy to end its connection
 
 REQUESTS = [
@@ -178,9 +179,12 @@ class HttpFuzzTest(IntegrationTest):
                 pass   # a reset: keep what arrived before it
             finally:
                 s.close()
-            counts["streams"] += 1
+            # `+=` on a shared dict is not atomic across threads.
+            with COUNTS_LOCK:
+                counts["streams"] += 1
+                if got:
+                    counts["answered"] += 1
             if got:
-                counts["answered"] += 1
                 if not got.startswith(b"HTTP/1.1 "):
                     problems.append("seed %d stream %d: the client got non-HTTP bytes first: %r"
                                     % (seed, n, got[:80]))
