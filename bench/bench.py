@@ -12,7 +12,8 @@ Configuration comes from the environment (run.sh sets the paths):
   DRAINPROXY_BIN   drainproxy binary (required)
   QUICK=1          smoke mode: 1 round, short runs, 1 worker, 1000 idle connections
   ROUNDS, DURATION, BULK_DURATION, WORKERS ("1 2"), IDLE_CONNS, APP_WORKERS,
-  CONNS, THREADS, BULK_CONNS, LIGHT_CONNS, SYSTEMS (space separated subset of system names),
+  CONNS, THREADS, BULK_CONNS, LIGHT_CONNS, SYSTEMS (space separated subset of system names;
+  floor-uring-tcp, the io_uring floor relay, runs only when named here; see bench/floor/),
   DRAINPROXY_EXTRA_ARGS (extra drainproxy flags, for experiments)
   LAYOUT=shared    (default) every process may run on every core
   LAYOUT=isolated  the proxy under test gets the first core to itself; wrk and the
@@ -41,6 +42,12 @@ BIG_BYTES = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROXY_KINDS = ["drainproxy-http", "drainproxy-tcp", "haproxy-http", "haproxy-tcp",
                "nginx-http", "nginx-tcp"]
+# The least a user-space TCP relay can cost here (bench/floor/), measured beside the
+# proxies. One thread each, so only with 1 worker, and not in the idle test. The
+# io_uring one runs only when SYSTEMS names it: it needs liburing-dev.
+FLOOR_KINDS = {"floor-tcp": ("relay_epoll.c", []), "floor-uring-tcp": ("relay_uring.c", ["-luring"])}
+ALL_KINDS = PROXY_KINDS + list(FLOOR_KINDS)
+DEFAULT_SYSTEMS = ["direct"] + PROXY_KINDS + ["floor-tcp"]
 SCENARIOS = {
     # name: (path, extra wrk args, connections key, duration key, unit)
     "keepalive-small": ("/small", [], "CONNS", "DURATION", "req/s"),
@@ -106,10 +113,10 @@ def load_config():
         cfg["proxy_cpus"], cfg["load_cpus"] = {cpus[0]}, set(cpus[1:])
     cfg["DRAINPROXY_EXTRA_ARGS"] = os.environ.get("DRAINPROXY_EXTRA_ARGS", "")
     systems = os.environ.get("SYSTEMS", "").split()
-    cfg["SYSTEMS"] = systems or ["direct"] + PROXY_KINDS
+    cfg["SYSTEMS"] = systems or DEFAULT_SYSTEMS
     for s in cfg["SYSTEMS"]:
-        if s != "direct" and s not in PROXY_KINDS:
-            raise BenchError("unknown system %r in SYSTEMS (known: direct %s)" % (s, " ".join(PROXY_KINDS)))
+        if s != "direct" and s not in ALL_KINDS:
+            raise BenchError("unknown system %r in SYSTEMS (known: direct %s)" % (s, " ".join(ALL_KINDS)))
     if cfg["ROUNDS"] < 1:
         raise BenchError("ROUNDS must be >= 1")
     # Each idle connection costs up to 2 fds in a TCP proxy (client + app side) and
@@ -394,6 +401,8 @@ def start_proxy(cfg, kind, workers, port, app_port, tag, idle=False):
     name = "%s-w%d-%s" % (kind, workers, tag)
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
+    if kind in FLOOR_KINDS:
+        return Proc(name, [build_floor(cfg, kind), str(port), str(app_port)], tmp)
     if kind.startswith("drainproxy"):
         mode = kind.split("-")[1]
         admin = cfg["ports"].get()
@@ -445,6 +454,20 @@ def start_proxy(cfg, kind, workers, port, app_port, tag, idle=False):
                 ) % (HOST, app_port, HOST, port)
         return start_nginx(name, d, conf, tmp)
     raise BenchError("unknown proxy kind " + kind)
+
+
+def build_floor(cfg, kind):
+    """Compiles a floor relay into the temp folder (once per run); returns its path."""
+    src, libs = FLOOR_KINDS[kind]
+    out = os.path.join(cfg["tmp"], src[:-2])
+    if not os.path.exists(out):
+        cc = os.environ.get("CC", "cc")
+        r = subprocess.run([cc, "-O2", "-Wall", "-o", out, os.path.join(HERE, "floor", src)] + libs,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            hint = " (it needs liburing-dev: apt-get install liburing-dev)" if "uring" in src else ""
+            raise BenchError("cannot build %s for %s%s:\n%s" % (src, kind, hint, r.stderr.strip()))
+    return out
 
 
 # ---------------------------------------------------------------- wrk
@@ -809,8 +832,8 @@ def main():
             systems.append({"kind": "direct", "workers": 0, "label": "direct", "port": cfg["app_port"],
                             "procs": []})
         for w in cfg["WORKERS"]:
-            for kind in PROXY_KINDS:
-                if kind not in cfg["SYSTEMS"]:
+            for kind in ALL_KINDS:
+                if kind not in cfg["SYSTEMS"] or (kind in FLOOR_KINDS and w != 1):
                     continue
                 port = cfg["ports"].get()
                 p = start_proxy(cfg, kind, w, port, cfg["app_port"], "load")

@@ -2,7 +2,7 @@
 # drainproxy benchmark: drainproxy (http, tcp) vs HAProxy and nginx (http, tcp) vs direct,
 # on loopback, in front of an nginx app. See bench/README.md.
 #
-#   bench/run.sh            full run (5 rounds, workers 1 and 2, 5,000 idle connections; ~20 min)
+#   bench/run.sh            full run (5 rounds, workers 1 and 2, 5,000 idle connections; ~25 min)
 #   QUICK=1 bench/run.sh    smoke run (~90 s)
 #   LAYOUT=isolated bench/run.sh   the proxy gets a core of its own, wrk and the app share
 #                           the other (1 worker; ~10 min)
