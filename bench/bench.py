@@ -571,16 +571,19 @@ def idle_test(cfg, kind, workers, variant):
             time.sleep(0.2)
         # Idle means idle for a while: every proxy gets IDLE_SETTLE seconds (default 3, QUICK 1)
         # for its periodic housekeeping (drainproxy hands burst memory back once a
-        # second), then RSS must have stopped changing.
+        # second), then RSS must have stayed put for 2 s. Two samples 0.5 s apart could
+        # both fall between two of those once-a-second trims and call a full pool idle.
         settle_until = time.monotonic() + cfg["IDLE_SETTLE"]
-        prev = rss_kib(pids)
+        samples = [(time.monotonic(), rss_kib(pids))]
         stable_deadline = settle_until + 10
         while time.monotonic() < stable_deadline:
             time.sleep(0.5)
-            cur = rss_kib(pids)
-            if time.monotonic() >= settle_until and abs(cur - prev) <= max(64, prev // 200):
+            now = time.monotonic()
+            samples.append((now, rss_kib(pids)))
+            window = [v for t, v in samples if t >= now - 2.0]
+            if (now >= settle_until and samples[0][0] <= now - 2.0
+                    and max(window) - min(window) <= max(64, window[-1] // 200)):
                 break
-            prev = cur
         rss1 = rss_kib(proc.pids())
         helper.stdin.write("check\n")
         helper.stdin.flush()
@@ -655,6 +658,24 @@ def summarize(cfg, runs):
             mine = {r["round"]: r[key] for r in runs if r["label"] == s["label"] and r["scenario"] == s["scenario"]}
             theirs = {r["round"]: r[key] for r in runs if r["label"] == h["label"] and r["scenario"] == s["scenario"]}
             s["ratio_haproxy_paired"] = med([mine[k] / theirs[k] for k in mine if theirs.get(k)])
+        # The CPU targets compare against the better (cheaper) of HAProxy and nginx in
+        # the same mode: as a ratio of medians, and paired round by round like req/s.
+        s["cpu_ratio_best_peer"] = s["cpu_ratio_best_peer_paired"] = None
+        peers = [by.get(("%s-%s/w%d" % (p, mode, s["workers"]), s["scenario"])) for p in ("haproxy", "nginx")]
+        peers = [p for p in peers if p and p["proxy_cpu_us_per_req"]]
+        if mode and peers and not s["system"].startswith(("haproxy", "nginx")) and s["proxy_cpu_us_per_req"]:
+            s["cpu_ratio_best_peer"] = s["proxy_cpu_us_per_req"] / min(p["proxy_cpu_us_per_req"] for p in peers)
+            cpu = {}
+            for r in runs:
+                if r["scenario"] == s["scenario"] and r["proxy_cpu_us_per_req"]:
+                    cpu.setdefault(r["label"], {})[r["round"]] = r["proxy_cpu_us_per_req"]
+            mine = cpu.get(s["label"], {})
+            ratios = []
+            for rnd, v in mine.items():
+                theirs = [cpu.get(p["label"], {}).get(rnd) for p in peers]
+                if all(theirs):
+                    ratios.append(v / min(theirs))
+            s["cpu_ratio_best_peer_paired"] = med(ratios)
     order = {l: i for i, l in enumerate(cfg["labels"])}
     summary.sort(key=lambda s: (list(SCENARIOS).index(s["scenario"]), order.get(s["label"], 99)))
     return summary
@@ -662,6 +683,13 @@ def summarize(cfg, runs):
 
 def fmt(v, spec="%.0f", none="–"):
     return none if v is None else spec % v
+
+
+def cpu_cell(s):
+    cell = fmt(s["proxy_cpu_us_per_req"], "%.1f")
+    if s.get("cpu_ratio_best_peer") is not None:
+        cell += " (%s; %s)" % (fmt(s["cpu_ratio_best_peer"], "%.2f"), fmt(s.get("cpu_ratio_best_peer_paired"), "%.2f"))
+    return cell
 
 
 def markdown(cfg, summary, idle, meta):
@@ -700,6 +728,8 @@ def markdown(cfg, summary, idle, meta):
     if labels:
         scen = [sc for sc in SCENARIOS if any(s["scenario"] == sc for s in summary)]
         out.append("### Proxy CPU µs per request (median) and KiB per idle connection\n")
+        out.append("In brackets: × the better of HAProxy and nginx in the same mode, as a ratio of "
+                   "medians and paired (the median of each round's ratio).\n")
         out.append("| system | workers | " + " | ".join("CPU µs/req %s" % sc for sc in scen)
                    + " | KiB/idle conn (connect) | KiB/idle conn (1 request) |")
         out.append("|---|---:|" + "---:|" * (len(scen) + 2))
@@ -707,7 +737,7 @@ def markdown(cfg, summary, idle, meta):
         iby = {(r["label"], r["variant"]): r for r in idle}
         for l in labels:
             sysname, w = l.rsplit("/w", 1)
-            cells = [fmt(by[(l, sc)]["proxy_cpu_us_per_req"], "%.1f") if (l, sc) in by else "–" for sc in scen]
+            cells = [cpu_cell(by[(l, sc)]) if (l, sc) in by else "–" for sc in scen]
             cells += [fmt(iby[(l, v)]["kib_per_conn"], "%.2f") if (l, v) in iby else "–"
                       for v in ("connect", "request")]
             out.append("| %s | %s | %s |" % (sysname, w, " | ".join(cells)))
