@@ -644,6 +644,10 @@ def summarize(cfg, runs):
             "other_cpu_pct": med([100.0 * r["other_cpu_s"] / r["wall_s"] for r in rs]),
         })
     by = {(s["label"], s["scenario"]): s for s in summary}
+    cpu = {}  # (label, scenario) -> {round: proxy CPU µs per request}
+    for r in runs:
+        if r["proxy_cpu_us_per_req"]:
+            cpu.setdefault((r["label"], r["scenario"]), {})[r["round"]] = r["proxy_cpu_us_per_req"]
     for s in summary:
         d = by.get(("direct", s["scenario"]))
         s["ratio_direct"] = s["value"] / d["value"] if d and d["value"] and s["value"] is not None else None
@@ -665,14 +669,9 @@ def summarize(cfg, runs):
         peers = [p for p in peers if p and p["proxy_cpu_us_per_req"]]
         if mode and peers and not s["system"].startswith(("haproxy", "nginx")) and s["proxy_cpu_us_per_req"]:
             s["cpu_ratio_best_peer"] = s["proxy_cpu_us_per_req"] / min(p["proxy_cpu_us_per_req"] for p in peers)
-            cpu = {}
-            for r in runs:
-                if r["scenario"] == s["scenario"] and r["proxy_cpu_us_per_req"]:
-                    cpu.setdefault(r["label"], {})[r["round"]] = r["proxy_cpu_us_per_req"]
-            mine = cpu.get(s["label"], {})
             ratios = []
-            for rnd, v in mine.items():
-                theirs = [cpu.get(p["label"], {}).get(rnd) for p in peers]
+            for rnd, v in cpu.get((s["label"], s["scenario"]), {}).items():
+                theirs = [cpu.get((p["label"], s["scenario"]), {}).get(rnd) for p in peers]
                 if all(theirs):
                     ratios.append(v / min(theirs))
             s["cpu_ratio_best_peer_paired"] = med(ratios)

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "floor.h"
+
 enum { BUF = 16384, MAX_EVENTS = 256 };
 
 struct side {
@@ -94,7 +96,7 @@ static int pump(struct side *s) {
 }
 
 static void accept_all(int lfd, const struct sockaddr_in *up) {
-    int one = 1, c;
+    int c;
     while ((c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
         int u = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         struct side *pair = calloc(2, sizeof *pair);
@@ -108,8 +110,8 @@ static void accept_all(int lfd, const struct sockaddr_in *up) {
             free(bufs);
             continue;
         }
-        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        floor_no_delay(c);
+        floor_no_delay(u);
         pair[0] = (struct side){.fd = c, .peer = &pair[1], .buf = bufs};
         pair[1] = (struct side){.fd = u, .peer = &pair[0], .buf = bufs + BUF};
         arm(&pair[0]);
@@ -118,21 +120,8 @@ static void accept_all(int lfd, const struct sockaddr_in *up) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_PORT\n", argv[0]);
-        return 2;
-    }
-    int one = 1;
-    struct sockaddr_in listen_at = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &listen_at.sin_addr);
-    struct sockaddr_in up = listen_at;
-    up.sin_port = htons((uint16_t)atoi(argv[2]));
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&listen_at, sizeof listen_at) != 0 || listen(lfd, 4096) != 0) {
-        perror("listen");
-        return 1;
-    }
+    struct sockaddr_in up;
+    int lfd = floor_listen(argc, argv, SOCK_NONBLOCK, &up);
     ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);

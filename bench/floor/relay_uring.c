@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "floor.h"
+
 enum { BUF = 16384, OP_RECV = 0, OP_SEND = 1, ACCEPT_TAG = 0 };
 
 struct pair;
@@ -80,7 +82,6 @@ static void maybe_free(struct pair *p) {
 }
 
 static void new_pair(int c, const struct sockaddr_in *up) {
-    int one = 1;
     /* A blocking connect on loopback completes before it returns. */
     int u = socket(AF_INET, SOCK_STREAM, 0);
     struct pair *p = malloc(sizeof *p);
@@ -91,8 +92,8 @@ static void new_pair(int c, const struct sockaddr_in *up) {
         free(p);
         return;
     }
-    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    floor_no_delay(c);
+    floor_no_delay(u);
     p->inflight = p->aborted = 0;
     p->s[0] = (struct side){.fd = c, .peer = &p->s[1], .pair = p, .buf = p->bufs};
     p->s[1] = (struct side){.fd = u, .peer = &p->s[0], .pair = p, .buf = p->bufs + BUF};
@@ -141,21 +142,8 @@ static void on_completion(int lfd, const struct sockaddr_in *up, uint64_t tag, i
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s LISTEN_PORT UPSTREAM_PORT\n", argv[0]);
-        return 2;
-    }
-    int one = 1;
-    struct sockaddr_in listen_at = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &listen_at.sin_addr);
-    struct sockaddr_in up = listen_at;
-    up.sin_port = htons((uint16_t)atoi(argv[2]));
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&listen_at, sizeof listen_at) != 0 || listen(lfd, 4096) != 0) {
-        perror("listen");
-        return 1;
-    }
+    struct sockaddr_in up;
+    int lfd = floor_listen(argc, argv, 0, &up);
     /* Completions run when this thread enters the kernel anyway (COOP_TASKRUN)
      * rather than interrupting it; one thread submits (SINGLE_ISSUER). */
     int r = io_uring_queue_init(4096, &ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER);
