@@ -5,7 +5,7 @@
 #   bench/run.sh            full run (5 rounds, workers 1 and 2, 5,000 idle connections; ~25 min)
 #   QUICK=1 bench/run.sh    smoke run (~90 s)
 #   LAYOUT=isolated bench/run.sh   the proxy gets a core of its own, wrk and the app share
-#                           the other (1 worker; ~10 min)
+#                           the other (1 worker; ~15 min)
 #
 # Output: Markdown table on stdout; bench/results/<timestamp>/{results.json,results.md,chart.png}.
 set -euo pipefail
