@@ -30,6 +30,21 @@ unsigned status_for_read_error(const error_code& ec) {
   return 400;
 }
 
+// Every answer leaves the same way: our Server header, never cached, written within
+// the read timeout.
+awaitable<void> write_response(beast::tcp_stream& stream, Response out, unsigned version, bool keep_alive,
+                               error_code& ec) {
+  http::response<http::string_body> res{static_cast<http::status>(out.status), version};
+  res.set(http::field::server, "drainproxy");
+  res.set(http::field::content_type, out.content_type);
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(keep_alive);
+  res.body() = std::move(out.body);
+  res.prepare_payload();
+  stream.expires_after(kReadTimeout);
+  co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+}
+
 }  // namespace
 
 AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& ep, Handler& handler)
@@ -84,14 +99,9 @@ awaitable<void> AdminServer::session(AdminServer* self, tcp::socket socket) {
       // A malformed probe or scrape gets an answer naming the problem, not a silent close.
       if (const unsigned status = status_for_read_error(ec); status != 0) {
         spdlog::get("admin")->debug("admin request from {} refused ({}): {}", peer.to_string(), status, ec.message());
-        http::response<http::string_body> res{static_cast<http::status>(status), 11};
-        res.set(http::field::server, "drainproxy");
-        res.set(http::field::content_type, "text/plain; charset=utf-8");
-        res.keep_alive(false);
-        res.body() = ec.message() + "\n";
-        res.prepare_payload();
-        stream.expires_after(kReadTimeout);
-        co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+        // Named, not a temporary in the co_await: g++ 12 destroys such temporaries twice.
+        Response refusal{.status = status, .body = ec.message() + "\n"};
+        co_await write_response(stream, std::move(refusal), 11, false, ec);
       }
       break;
     }
@@ -109,17 +119,10 @@ awaitable<void> AdminServer::session(AdminServer* self, tcp::socket socket) {
     r.peer = peer;
     Response out = co_await self->handler_.handle(std::move(r));
 
-    http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
-    res.set(http::field::server, "drainproxy");
-    res.set(http::field::content_type, out.content_type);
-    res.set(http::field::cache_control, "no-store");
-    res.keep_alive(req.keep_alive());
-    res.body() = std::move(out.body);
-    res.prepare_payload();
-    stream.expires_after(kReadTimeout);
-    co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+    const bool keep_alive = req.keep_alive();
+    co_await write_response(stream, std::move(out), req.version(), keep_alive, ec);
     --self->inflight_;
-    if (ec || !res.keep_alive()) break;
+    if (ec || !keep_alive) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   --self->connections_;
