@@ -1,6 +1,7 @@
 #include "admin/admin_server.hpp"
 #include "proxy/task_error.hpp"
 
+#include <array>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,9 @@ namespace {
 
 constexpr std::size_t kMaxConnections = 128;
 constexpr auto kReadTimeout = std::chrono::seconds(10);
+// After refusing a request, how long and how much of the rest of it is read and dropped.
+constexpr auto kLingerTimeout = std::chrono::seconds(1);
+constexpr std::size_t kLingerBytes = 64 * 1024;
 
 void log_exception(std::exception_ptr e) { log_task_exception("admin", "admin server task", e); }
 
@@ -43,6 +47,18 @@ awaitable<void> write_response(beast::tcp_stream& stream, Response out, unsigned
   res.prepare_payload();
   stream.expires_after(kReadTimeout);
   co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+}
+
+// Shuts our side and reads until the client closes, for at most kLingerTimeout and
+// kLingerBytes.
+awaitable<void> linger(beast::tcp_stream& stream) {
+  error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(kLingerTimeout);
+  std::array<char, 4096> sink;
+  for (std::size_t drained = 0; !ec && drained < kLingerBytes;) {
+    drained += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+  }
 }
 
 }  // namespace
@@ -102,6 +118,10 @@ awaitable<void> AdminServer::session(AdminServer* self, tcp::socket socket) {
         // Named, not a temporary in the co_await: g++ 12 destroys such temporaries twice.
         Response refusal{.status = status, .body = ec.message() + "\n"};
         co_await write_response(stream, std::move(refusal), 11, false, ec);
+        // The client may still be sending what was refused (an oversized head or
+        // body). Closing with those bytes unread would reset the connection, and the
+        // reset can destroy the answer before the client reads it.
+        if (!ec) co_await linger(stream);
       }
       break;
     }
