@@ -10,7 +10,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       g++ cmake ninja-build ccache libboost-dev libboost-system-dev libboost-program-options-dev \
-      libssl-dev libspdlog-dev prometheus-cpp-dev libgtest-dev python3 ca-certificates \
+      libssl-dev libspdlog-dev prometheus-cpp-dev libgtest-dev liburing-dev python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -25,13 +25,13 @@ RUN --mount=type=cache,target=/ccache,id=drainproxy-ccache \
  && ldd /build/drainproxy /build/drainproxy-demo-app
 
 # Runtime: only the shared libraries the binaries link against (ldd above: boost program_options,
-# spdlog, fmt, prometheus-cpp core; libstdc++/libgcc/libc are in the base), and a non-root user.
+# spdlog, fmt, prometheus-cpp core, liburing; libstdc++/libgcc/libc are in the base), and a non-root user.
 FROM debian:bookworm-slim
 LABEL org.opencontainers.image.title="drainproxy" \
       org.opencontainers.image.description="drainproxy: a sidecar proxy that drains connections on SIGTERM"
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      libboost-program-options1.74.0 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 \
+      libboost-program-options1.74.0 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 liburing2 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
  && groupadd --gid 10001 drainproxy \
  && useradd --uid 10001 --gid 10001 --no-create-home --no-log-init --home-dir /nonexistent \

@@ -81,9 +81,11 @@ Server::Server(config::Config cfg)
 Server::~Server() = default;
 
 int Server::run() {
-  log_->info("drainproxy listening on {} (mode {}, {} workers), upstream {}", proxy_->local_endpoint().address().to_string() +
-                 ":" + std::to_string(proxy_->local_endpoint().port()),
-             config::to_string(cfg_.mode), cfg_.workers, cfg_.upstream.to_string());
+  log_->info("drainproxy listening on {} (mode {}, {} workers, io {}), upstream {}",
+             proxy_->local_endpoint().address().to_string() + ":" + std::to_string(proxy_->local_endpoint().port()),
+             config::to_string(cfg_.mode), cfg_.workers, io_name(), cfg_.upstream.to_string());
+  if (!proxy_->batching_refusal().empty())
+    log_->info("--io-uring auto: using plain syscalls, io_uring is unavailable: {}", proxy_->batching_refusal());
   log_->info("admin listening on {}:{}", admin_->local_endpoint().address().to_string(), admin_->local_endpoint().port());
   log_->info("timings: propagation-delay={} drain-timeout={} termination-grace-period={} (margin {})",
              config::format_duration(cfg_.propagation_delay), config::format_duration(cfg_.drain_timeout),
@@ -229,6 +231,8 @@ metrics::Sample Server::sample() const {
   return s;
 }
 
+const char* Server::io_name() const { return proxy_->batching() ? "io_uring" : "syscalls"; }
+
 std::string Server::status_json() const {
   const auto stats = proxy_->snapshot();
   const double in_phase = std::chrono::duration<double>(clock_.now() - drain_.phase_since()).count();
@@ -252,6 +256,7 @@ std::string Server::status_json() const {
       .add("upstream", cfg_.upstream.to_string())
       .add("mode", config::to_string(cfg_.mode))
       .add("workers", static_cast<std::uint64_t>(cfg_.workers))
+      .add("io", io_name())
       .add("drain_trigger", drain::to_string(drain_.trigger()))
       .add("drain_seconds", drain_.drain_seconds())
       .add_raw("timings", timings.str());

@@ -45,6 +45,8 @@ class Server final : public admin::Handler {
   bool ready() const;
   metrics::Sample sample() const;
   std::string status_json() const;
+  // How the workers move socket bytes: "io_uring" (batched) or "syscalls".
+  const char* io_name() const;
   std::string drain_summary_json() const;
   awaitable<admin::Response> handle_drain(admin::Request req);
 

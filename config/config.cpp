@@ -36,6 +36,7 @@ constexpr FlagSpec kFlags[] = {
     {"health-healthy-threshold", "N", "consecutive successes to become healthy (default 1)"},
     {"health-unhealthy-threshold", "N", "consecutive failures to become unhealthy (default 3)"},
     {"workers", "N", "event-loop threads (default: number of cores)"},
+    {"io-uring", "WHEN", "move each loop turn's socket reads and writes in one io_uring call: auto (when the kernel allows it, default), on (required) or off"},
     {"max-connections", "N", "proxied connections beyond this are closed at once (default 10000)"},
     {"connect-timeout", "DUR", "upstream connect timeout (default 2s)"},
     {"idle-timeout", "DUR", "close a connection with no traffic in either direction (default 60s)"},
@@ -171,6 +172,15 @@ const char* to_string(Mode m) {
   return "?";
 }
 
+const char* to_string(IoUring u) {
+  switch (u) {
+    case IoUring::Auto: return "auto";
+    case IoUring::On: return "on";
+    case IoUring::Off: return "off";
+  }
+  return "?";
+}
+
 const char* to_string(HealthCheckKind k) {
   switch (k) {
     case HealthCheckKind::Tcp: return "tcp";
@@ -268,6 +278,13 @@ ParseResult parse(const std::vector<std::string>& args, const EnvLookup& env) {
     if (c.health.timeout.count() == 0) fail("health-timeout", raw["health-timeout"], "must be greater than 0");
   }
   if (has("workers")) c.workers = static_cast<unsigned>(count_of("workers", raw["workers"], 1, 256));
+  if (has("io-uring")) {
+    const Raw& r = raw["io-uring"];
+    if (r.value == "auto") c.io_uring = IoUring::Auto;
+    else if (r.value == "on") c.io_uring = IoUring::On;
+    else if (r.value == "off") c.io_uring = IoUring::Off;
+    else fail("io-uring", r, "expected auto, on or off");
+  }
   if (has("max-connections"))
     c.max_connections = count_of("max-connections", raw["max-connections"], 1, 10'000'000);
   if (has("connect-timeout")) c.connect_timeout = duration_of("connect-timeout", raw["connect-timeout"]);

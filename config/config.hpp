@@ -15,6 +15,8 @@ namespace drainproxy::config {
 enum class Mode { Http, Tcp };
 enum class HealthCheckKind { Tcp, Http, None };
 enum class LogFormat { Text, Json };
+// Batched socket I/O through io_uring: when the kernel allows it, required, or never.
+enum class IoUring { Auto, On, Off };
 
 struct HealthCheck {
   HealthCheckKind kind = HealthCheckKind::Tcp;
@@ -38,6 +40,7 @@ struct Config {
   HealthCheck health;
 
   unsigned workers = 1;
+  IoUring io_uring = IoUring::Auto;
   std::size_t max_connections = 10000;
   Duration connect_timeout{2000};
   Duration idle_timeout{60000};
@@ -83,6 +86,7 @@ ParseResult parse(const std::vector<std::string>& args, const EnvLookup& env);
 EnvLookup process_env();
 
 const char* to_string(Mode m);
+const char* to_string(IoUring u);
 const char* to_string(HealthCheckKind k);
 
 }  // namespace drainproxy::config

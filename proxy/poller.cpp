@@ -10,8 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <limits>
 #include <new>
@@ -186,6 +189,160 @@ Poller::~Poller() {
   ::close(ep_);
 }
 
+// ---------------------------------------------------------------- batched I/O
+
+struct Poller::Ring {
+  io_uring ring{};
+  bool open = false;
+  // Operations whose entries are in the submission queue, not yet submitted.
+  std::vector<IoOp*> queued;
+  ~Ring() {
+    if (open) io_uring_queue_exit(&ring);
+  }
+};
+
+namespace {
+// Entries per submission: a turn with more steps submits early, which costs one
+// more io_uring_enter, not a failure.
+constexpr unsigned kRingEntries = 256;
+}  // namespace
+
+namespace {
+
+// One thread submits (SINGLE_ISSUER: the ring must be set up on the loop's thread),
+// and completions are posted when it enters the kernel anyway (COOP_TASKRUN) rather
+// than by interrupting it. Kernels older than 6.0 refuse these flags: then without.
+int open_ring(io_uring& ring) {
+  io_uring_params params{};
+  params.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL;
+  int rc = io_uring_queue_init_params(kRingEntries, &ring, &params);
+  if (rc == -EINVAL) {
+    params = io_uring_params{};
+    rc = io_uring_queue_init_params(kRingEntries, &ring, &params);
+  }
+  return rc;
+}
+
+std::string refusal(int rc) {
+  std::string why = std::string("io_uring_setup: ") + std::strerror(-rc);
+  // EPERM: a seccomp profile (RuntimeDefault in containerd >= 2.0 and Docker >= 25)
+  // or kernel.io_uring_disabled; ENOSYS: a kernel built without it.
+  if (rc == -EPERM) why += " (refused by the seccomp profile or kernel.io_uring_disabled)";
+  if (rc == -ENOSYS) why += " (kernel without io_uring)";
+  return why;
+}
+
+}  // namespace
+
+bool Poller::batching_available(std::string& why) {
+  io_uring ring{};
+  const int rc = open_ring(ring);
+  if (rc < 0) {
+    why = refusal(rc);
+    return false;
+  }
+  io_uring_queue_exit(&ring);
+  return true;
+}
+
+bool Poller::enable_batching(std::string& why) {
+  if (ring_) return true;
+  auto r = std::make_unique<Ring>();
+  const int rc = open_ring(r->ring);
+  if (rc < 0) {
+    why = refusal(rc);
+    return false;
+  }
+  r->open = true;
+  // A step that could not finish inside the submitting call would post its
+  // completion later: the eventfd then wakes the loop. With MSG_DONTWAIT on every
+  // step this does not happen; it keeps a kernel that thinks otherwise from hanging
+  // the loop.
+  io_uring_register_eventfd_async(&r->ring, wake_fd_);
+  ring_ = std::move(r);
+  return true;
+}
+
+void Poller::batch(Socket& s, IoOp& op) {
+  io_uring_sqe* sqe = next_entry();
+  op.prepare(s, sqe);
+  io_uring_sqe_set_data(sqe, &op);
+  op.batched = true;
+  op.batch_socket = &s;
+  op.unsubmitted = sqe;
+  ring_->queued.push_back(&op);
+}
+
+void Poller::unbatch(IoOp& op) {
+  op.batch_socket = nullptr;
+  if (op.unsubmitted) {
+    // The descriptor is about to close, and its number may be reused before the
+    // batch is submitted: the entry must no longer name it.
+    io_uring_prep_nop(op.unsubmitted);
+    io_uring_sqe_set_data(op.unsubmitted, &op);
+    return;
+  }
+  // Submitted, result not taken yet. Every step is non-blocking, so the kernel has
+  // already finished it; a kernel that parked it anyway must give it up, or the
+  // operation would wait on a closed socket for bytes that never come.
+  io_uring_sqe* sqe = next_entry();
+  io_uring_prep_cancel(sqe, &op, 0);
+  io_uring_sqe_set_data(sqe, nullptr);
+  ring_->queued.push_back(nullptr);
+}
+
+void Poller::submit_batch() {
+  auto& queued = ring_->queued;
+  const int rc = io_uring_submit(&ring_->ring);
+  if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+    throw boost::system::system_error(error_code(-rc, boost::system::system_category()), "io_uring_enter");
+  // The kernel takes entries in order; the rest (if it stopped early) go next time.
+  const auto taken = static_cast<std::size_t>(std::clamp(rc, 0, static_cast<int>(queued.size())));
+  for (std::size_t i = 0; i < taken; ++i) {
+    if (queued[i]) queued[i]->unsubmitted = nullptr;
+  }
+  queued.erase(queued.begin(), queued.begin() + static_cast<std::ptrdiff_t>(taken));
+}
+
+io_uring_sqe* Poller::next_entry() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
+  // A full queue is submitted without taking the results: finishing them here would
+  // resume other sessions in the middle of the caller's operation. They wait in the
+  // completion queue (which the kernel never lets drop one) for this turn's reap.
+  while (!sqe) {
+    submit_batch();
+    sqe = io_uring_get_sqe(&ring_->ring);
+  }
+  return sqe;
+}
+
+void Poller::flush_batch() {
+  while (!ring_->queued.empty()) {
+    submit_batch();
+    // Their completions were posted inside the call; finishing them may queue more.
+    reap_batch();
+  }
+}
+
+void Poller::reap_batch() {
+  io_uring_cqe* cqe;
+  while (io_uring_peek_cqe(&ring_->ring, &cqe) == 0) {
+    auto* op = static_cast<IoOp*>(io_uring_cqe_get_data(cqe));
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring_->ring, cqe);
+    if (!op) continue;  // a cancellation's own result
+    op->batched = false;
+    Socket* s = std::exchange(op->batch_socket, nullptr);
+    if (!s) {
+      // Its socket closed (and forgot it) while the step was in the ring.
+      op->ec = asio::error::operation_aborted;
+      op->complete();
+      continue;
+    }
+    s->stepped(*op, res);
+  }
+}
+
 void Poller::wake() {
   const std::uint64_t one = 1;
   // Only fails when the counter would overflow, and then the loop is awake anyway.
@@ -247,8 +404,10 @@ void Poller::run() {
 
 void Poller::run_once(std::chrono::milliseconds timeout) {
   std::array<epoll_event, kMaxEvents> events;
+  if (ring_) flush_batch();
   const int n = ::epoll_wait(ep_, events.data(), kMaxEvents, wait_timeout(timeout));
   const LoopClock::Batch batch;
+  if (ring_) reap_batch();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.u64 == kWakeTag) {
       take_posted();
@@ -269,6 +428,8 @@ void Poller::run_once(std::chrono::milliseconds timeout) {
     if (abort_.load(std::memory_order_relaxed)) break;
   }
   running_.clear();
+  // Everything this turn queued goes to the kernel in one call.
+  if (ring_) flush_batch();
 }
 
 void Poller::fire_due_timers() {
@@ -441,6 +602,11 @@ void Socket::cancel_ops() {
   IoOp* ops[2] = {std::exchange(reader_, nullptr), std::exchange(writer_, nullptr)};
   for (IoOp* op : ops) {
     if (!op) continue;
+    // A step in the ring completes (aborted) when its result comes back.
+    if (op->batched) {
+      poller_->unbatch(*op);
+      continue;
+    }
     op->ec = asio::error::operation_aborted;
     poller_->defer(op);
   }
@@ -485,21 +651,30 @@ std::size_t Socket::recv(void* data, std::size_t size, error_code& ec) {
     ec = asio::error::bad_descriptor;
     return 0;
   }
-  for (;;) {
-    const ssize_t n = ::recv(fd_, data, size, 0);
-    if (n > 0) {
-      // A short read took everything the kernel had: wait for the next edge.
-      if (static_cast<std::size_t>(n) < size && !peer_closed_) readable_ = false;
-      return static_cast<std::size_t>(n);
-    }
-    if (n == 0) {
-      if (size > 0) ec = asio::error::eof;
-      return 0;
-    }
-    if (errno == EINTR) continue;
-    note_failure(readable_, ec);
+  ssize_t n;
+  do {
+    n = ::recv(fd_, data, size, 0);
+  } while (n < 0 && errno == EINTR);
+  return took(n < 0 ? -errno : n, size, ec);
+}
+
+std::size_t Socket::took(ssize_t n, std::size_t size, error_code& ec) {
+  if (n > 0) {
+    // A short read took everything the kernel had: wait for the next edge.
+    if (static_cast<std::size_t>(n) < size && !peer_closed_) readable_ = false;
+    return static_cast<std::size_t>(n);
+  }
+  if (n == 0) {
+    if (size > 0) ec = asio::error::eof;
     return 0;
   }
+  if (would_block(static_cast<int>(-n))) {
+    readable_ = false;
+    ec = asio::error::would_block;
+  } else {
+    ec = error_code(static_cast<int>(-n), boost::system::system_category());
+  }
+  return 0;
 }
 
 std::size_t Socket::splice_in(int pipe_write, std::size_t max, error_code& ec) {
@@ -558,14 +733,31 @@ bool Socket::idle_intact() {
   return false;
 }
 
+bool Socket::progress(IoOp& op) {
+  if (poller_->ring_ && op.batchable()) {
+    poller_->batch(*this, op);
+    return false;
+  }
+  return op.perform(*this);
+}
+
 bool Socket::start_read(IoOp& op) {
   if (fd_ < 0) {
     op.ec = asio::error::bad_descriptor;
     return true;
   }
-  if (readable_ && op.perform(*this)) return true;
-  if (!watch(op.ec)) return true;
   reader_ = &op;
+  if (readable_) {
+    if (progress(op)) {
+      reader_ = nullptr;
+      return true;
+    }
+    if (op.batched) return false;
+  }
+  if (!watch(op.ec)) {
+    reader_ = nullptr;
+    return true;
+  }
   return false;
 }
 
@@ -574,10 +766,35 @@ bool Socket::start_write(IoOp& op) {
     op.ec = asio::error::bad_descriptor;
     return true;
   }
-  if (writable_ && op.perform(*this)) return true;
-  if (!watch(op.ec)) return true;
   writer_ = &op;
+  if (writable_) {
+    if (progress(op)) {
+      writer_ = nullptr;
+      return true;
+    }
+    if (op.batched) return false;
+  }
+  if (!watch(op.ec)) {
+    writer_ = nullptr;
+    return true;
+  }
   return false;
+}
+
+void Socket::stepped(IoOp& op, int res) {
+  IoOp*& slot = reader_ == &op ? reader_ : writer_;
+  if (!op.finish(*this, res)) {
+    // Ready still (a partial write): the next step goes into this turn's batch.
+    // Otherwise the op waits for an edge, in the epoll set.
+    const bool ready = &slot == &reader_ ? readable_ : writable_;
+    if (ready) {
+      poller_->batch(*this, op);
+      return;
+    }
+    if (watch(op.ec)) return;
+  }
+  slot = nullptr;
+  op.complete();
 }
 
 void Socket::on_event(std::uint32_t events) {
@@ -586,11 +803,11 @@ void Socket::on_event(std::uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     readable_ = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_closed_ = true;
-    if (reader_ && reader_->perform(*this)) done_read = std::exchange(reader_, nullptr);
+    if (reader_ && !reader_->batched && progress(*reader_)) done_read = std::exchange(reader_, nullptr);
   }
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
     writable_ = true;
-    if (writer_ && writer_->perform(*this)) done_write = std::exchange(writer_, nullptr);
+    if (writer_ && !writer_->batched && progress(*writer_)) done_write = std::exchange(writer_, nullptr);
   }
   // Completions last: a resumed coroutine may close or destroy this socket.
   if (done_write) done_write->complete();
@@ -599,6 +816,19 @@ void Socket::on_event(std::uint32_t events) {
 
 bool Socket::ReadSome::perform(Socket& sock) {
   bytes = sock.recv(data, size, ec);
+  return ec != asio::error::would_block;
+}
+
+void Socket::ReadSome::prepare(Socket& sock, io_uring_sqe* sqe) {
+  // MSG_DONTWAIT: an empty socket answers EAGAIN, as a plain recv would, instead of
+  // the kernel keeping the buffer until bytes arrive.
+  io_uring_prep_recv(sqe, sock.fd_, data, size, MSG_DONTWAIT);
+}
+
+bool Socket::ReadSome::finish(Socket& sock, int res) {
+  if (res == -EINTR) return false;
+  ec.clear();
+  bytes = sock.took(res, size, ec);
   return ec != asio::error::would_block;
 }
 
@@ -628,15 +858,43 @@ bool Socket::WriteAll::perform(Socket& sock) {
       ec = last_error();
       return true;
     }
-    bytes += static_cast<std::size_t>(n);
-    auto left = static_cast<std::size_t>(n);
-    for (int i = first; i < count && left > 0; ++i) {
-      const std::size_t take = std::min(left, iov[i].iov_len);
-      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + take;
-      iov[i].iov_len -= take;
-      left -= take;
-    }
+    if (advance(static_cast<std::size_t>(n))) return true;
   }
+}
+
+bool Socket::WriteAll::advance(std::size_t n) {
+  bytes += n;
+  for (int i = 0; i < count && n > 0; ++i) {
+    const std::size_t take = std::min(n, iov[i].iov_len);
+    iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + take;
+    iov[i].iov_len -= take;
+    n -= take;
+  }
+  return iov[count - 1].iov_len == 0;
+}
+
+void Socket::WriteAll::prepare(Socket& sock, io_uring_sqe* sqe) {
+  int first = 0;
+  while (first < count - 1 && iov[first].iov_len == 0) ++first;
+  if (count - first == 1) {
+    io_uring_prep_send(sqe, sock.fd_, iov[first].iov_base, iov[first].iov_len, flags | MSG_DONTWAIT);
+    return;
+  }
+  msg = msghdr{};
+  msg.msg_iov = &iov[first];
+  msg.msg_iovlen = static_cast<std::size_t>(count - first);
+  io_uring_prep_sendmsg(sqe, sock.fd_, &msg, flags | MSG_DONTWAIT);
+}
+
+bool Socket::WriteAll::finish(Socket& sock, int res) {
+  if (res >= 0) return advance(static_cast<std::size_t>(res));
+  if (res == -EINTR) return false;
+  if (would_block(-res)) {
+    sock.writable_ = false;
+    return false;
+  }
+  ec = error_code(-res, boost::system::system_category());
+  return true;
 }
 
 Socket::Connect::Connect(Poller& poller, const tcp::endpoint& ep, Socket& out) : s(out) {

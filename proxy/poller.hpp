@@ -8,12 +8,15 @@
 #include <coroutine>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "proxy/asio.hpp"
 #include "proxy/task.hpp"
+
+struct io_uring_sqe;
 
 namespace drainproxy::proxy {
 
@@ -62,8 +65,22 @@ class IoOp {
   virtual bool perform(Socket& s) = 0;
   virtual void complete() = 0;
 
+  // With batched I/O (Poller::enable_batching), an operation that moves bytes is not
+  // performed at once: prepare() describes its next step for the ring, and the
+  // poller hands the step's result to finish() once the batch went through, which
+  // returns true when the operation has its result and false when it must go on
+  // (at once, or after the next edge, as the socket's readiness says).
+  virtual bool batchable() const { return false; }
+  virtual void prepare(Socket&, io_uring_sqe*) {}
+  virtual bool finish(Socket&, int) { return true; }
+
   error_code ec;
   std::size_t bytes = 0;
+  // While a step is in the ring: its socket (null once that socket closed; the step
+  // then completes with operation_aborted), and its entry until the batch is submitted.
+  bool batched = false;
+  Socket* batch_socket = nullptr;
+  io_uring_sqe* unsubmitted = nullptr;
 
  protected:
   ~IoOp() = default;
@@ -113,6 +130,20 @@ class Poller {
   }
   int native_handle() const { return ep_; }
 
+  // Batched I/O: from now on the reads and writes that move bytes (read_some,
+  // write_all) go to the kernel through an io_uring, all of one turn of the loop in
+  // one io_uring_enter, instead of a recv or send syscall each. Readiness still comes
+  // from the epoll set, and every step is non-blocking (MSG_DONTWAIT), so no buffer
+  // is held by the kernel past the turn that submitted it. Loop thread only, before
+  // any socket is attached. False, with the reason in `why`, when the kernel refuses
+  // (a seccomp profile such as containerd's and Docker's RuntimeDefault, or a kernel
+  // without io_uring); the poller then stays on plain syscalls.
+  bool enable_batching(std::string& why);
+  // Whether enable_batching() can succeed in this process (any thread): false, with
+  // the reason, when io_uring is refused.
+  static bool batching_available(std::string& why);
+  bool batching() const { return ring_ != nullptr; }
+
   // co_await poller.yield(): resumes after what is queued now, and one round of events.
   struct Yield {
     Poller& poller;
@@ -138,6 +169,13 @@ class Poller {
   void detach(std::uint32_t slot);
   void wake();
   void take_posted();
+  struct Ring;
+  void batch(Socket& s, IoOp& op);
+  void unbatch(IoOp& op);
+  io_uring_sqe* next_entry();
+  void submit_batch();
+  void flush_batch();
+  void reap_batch();
   int wait_timeout(std::chrono::milliseconds limit) const;
   void fire_due_timers();
 
@@ -159,6 +197,7 @@ class Poller {
   std::vector<std::function<void()>> posted_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> abort_{false};
+  std::unique_ptr<Ring> ring_;
 };
 
 // A one-shot timer on a Poller, shaped like asio::steady_timer: a wait that is
@@ -270,6 +309,14 @@ class Socket {
   friend class Poller;
   void on_event(std::uint32_t events);
   void cancel_ops();
+  // Moves `op` on while the socket is ready: performs it, or with batched I/O hands
+  // its next step to the ring. True when it has its result now.
+  bool progress(IoOp& op);
+  // The result of `op`'s batched step: completes it, sends it on, or parks it.
+  void stepped(IoOp& op, int res);
+  // recv()'s bookkeeping for `n` bytes (or -errno) received into `size`, shared with
+  // batched reads.
+  std::size_t took(ssize_t n, std::size_t size, error_code& ec);
   // Before an operation parks: joins the epoll set if not yet done. False (with
   // `ec`) when the kernel refused.
   bool watch(error_code& ec);
@@ -303,6 +350,9 @@ struct Socket::ReadSome final : CoroOp {
   std::size_t size;
   ReadSome(Socket& sock, void* d, std::size_t n) : s(sock), data(d), size(n) {}
   bool perform(Socket& sock) override;
+  bool batchable() const override { return true; }
+  void prepare(Socket& sock, io_uring_sqe* sqe) override;
+  bool finish(Socket& sock, int res) override;
   bool await_ready() { return s.start_read(*this); }
   void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
   IoResult await_resume() const { return {bytes, ec}; }
@@ -313,8 +363,14 @@ struct Socket::WriteAll final : CoroOp {
   std::array<iovec, 2> iov;
   int count;
   int flags;
+  msghdr msg{};  // a batched two-buffer step's, read by the kernel when the batch is submitted
   WriteAll(Socket& sock, const void* a, std::size_t an, const void* b, std::size_t bn, bool more);
   bool perform(Socket& sock) override;
+  bool batchable() const override { return true; }
+  void prepare(Socket& sock, io_uring_sqe* sqe) override;
+  bool finish(Socket& sock, int res) override;
+  // Counts `n` bytes as written; true when nothing is left.
+  bool advance(std::size_t n);
   bool await_ready() { return s.start_write(*this); }
   void await_suspend(std::coroutine_handle<> h) { waiter_ = h; }
   IoResult await_resume() const { return {bytes, ec}; }

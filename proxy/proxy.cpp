@@ -36,12 +36,18 @@ Proxy::Proxy(const config::Config& cfg, const drain::DrainDecision& drain, Liste
   route_.upstream_idle_timeout = cfg.upstream_idle_timeout;
   route_.drain_idle_grace = cfg.drain_idle_grace;
 
+  if (cfg.io_uring != config::IoUring::Off) {
+    batching_ = Poller::batching_available(batching_refusal_);
+    if (!batching_ && cfg.io_uring == config::IoUring::On)
+      throw config::ConfigError("--io-uring on: " + batching_refusal_ + "; use --io-uring auto or off");
+  }
+
   tcp::endpoint listen_ep = resolve(cfg.listen, "--listen");
   check_port_free(listen_ep);
   // Only opens and binds: each listener takes the descriptor over into its worker's poller.
   asio::io_context setup;
   for (unsigned i = 0; i < cfg.workers; ++i) {
-    auto w = std::make_unique<Worker>(i, drain);
+    auto w = std::make_unique<Worker>(i, drain, batching_);
     tcp::acceptor a = open_reuseport_acceptor(setup, listen_ep);
     // With port 0 the first bind picks the port; the other workers join it.
     if (i == 0) listen_ep = a.local_endpoint();

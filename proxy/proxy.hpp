@@ -37,6 +37,10 @@ class Proxy {
   tcp::endpoint local_endpoint() const { return local_endpoint_; }
   StatsSnapshot snapshot() const;
   std::size_t active_connections() const { return limiter_.active(); }
+  // Whether the workers move socket bytes through io_uring; if not under
+  // --io-uring auto, why the kernel refused it (empty under off).
+  bool batching() const { return batching_; }
+  const std::string& batching_refusal() const { return batching_refusal_; }
 
  private:
   Route route_;
@@ -44,6 +48,8 @@ class Proxy {
   std::vector<ListenerStats> stats_;  // one per worker
   std::vector<std::unique_ptr<Worker>> workers_;
   tcp::endpoint local_endpoint_;
+  bool batching_ = false;
+  std::string batching_refusal_;
 };
 
 }  // namespace drainproxy::proxy

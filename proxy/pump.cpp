@@ -93,7 +93,11 @@ Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* p
     if (via_pipe) {
       n = from.splice_in(pipe->get().write, kSpliceChunk, ec);
     } else {
-      n = from.recv(buf.get(), BufferPool::kSize, ec);
+      // Completes at once on plain syscalls; with batched I/O the read goes into
+      // this turn's batch.
+      const IoResult r = co_await from.read_some(buf.get(), BufferPool::kSize);
+      n = r.bytes;
+      ec = r.ec;
     }
     if (ec == asio::error::would_block) continue;
     if (ec == asio::error::eof) co_return PumpEnd::SourceEof;

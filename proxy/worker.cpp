@@ -13,9 +13,10 @@ constexpr auto kTrimInterval = std::chrono::seconds(1);
 constexpr std::size_t kTrimThreshold = 256 * 1024;
 }  // namespace
 
-Worker::Worker(unsigned id, const drain::DrainDecision& drain)
+Worker::Worker(unsigned id, const drain::DrainDecision& drain, bool batching)
     : id_(id),
       drain_(drain),
+      batching_(batching),
       poller_(std::make_unique<Poller>()),
       last_pong_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
@@ -34,6 +35,9 @@ Worker::~Worker() {
 
 void Worker::start() {
   poller_->post([this] {
+    std::string why;
+    if (batching_ && !poller_->enable_batching(why))
+      spdlog::get("proxy")->warn("worker {}: batched I/O unavailable, using plain syscalls: {}", id_, why);
     for (auto& l : listeners_) l->start();
   });
   tick_ = std::make_unique<Timer>(*poller_);

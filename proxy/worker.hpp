@@ -16,7 +16,8 @@ namespace drainproxy::proxy {
 // the worker that accepted it, so sessions need neither strands nor locks.
 class Worker {
  public:
-  Worker(unsigned id, const drain::DrainDecision& drain);
+  // `batching`: the loop moves socket bytes through io_uring (Poller::enable_batching).
+  Worker(unsigned id, const drain::DrainDecision& drain, bool batching = false);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -43,6 +44,7 @@ class Worker {
 
   unsigned id_;
   const drain::DrainDecision& drain_;
+  bool batching_;
   bool stopping_ = false;
   std::unique_ptr<Poller> poller_;
   std::vector<std::unique_ptr<Listener>> listeners_;

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost-dev libboost-system-dev libboost-program-options-dev
-  libssl-dev libspdlog-dev prometheus-cpp-dev libgtest-dev
+  libssl-dev libspdlog-dev prometheus-cpp-dev libgtest-dev liburing-dev
   curl python3 prometheus iptables iproute2
   buildah podman runc debootstrap
 )

@@ -45,6 +45,7 @@ TEST(ConfigTest, DefaultsMatchTheContract) {
   EXPECT_EQ(c.health.kind, HealthCheckKind::Tcp);
   EXPECT_EQ(c.max_connections, 10000u);
   EXPECT_GE(c.workers, 1u);
+  EXPECT_EQ(c.io_uring, IoUring::Auto);
 }
 
 TEST(ConfigTest, ParsesEveryFlag) {
@@ -92,6 +93,14 @@ TEST(ConfigTest, BadEnvironmentValueNamesFlagAndVariable) {
   expect_error_naming({}, "DRAINPROXY_DRAIN_TIMEOUT", env);
 }
 
+TEST(ConfigTest, IoUringTakesAutoOnOrOffFromTheFlagOrTheEnvironment) {
+  EXPECT_EQ(parse_ok({"--io-uring", "on"}).io_uring, IoUring::On);
+  EXPECT_EQ(parse_ok({"--io-uring=off"}).io_uring, IoUring::Off);
+  EXPECT_EQ(parse_ok({}, Env{{{"DRAINPROXY_IO_URING", "off"}}}).io_uring, IoUring::Off);
+  EXPECT_EQ(parse_ok({"--io-uring", "auto"}, Env{{{"DRAINPROXY_IO_URING", "off"}}}).io_uring, IoUring::Auto)
+      << "the flag wins over the environment";
+}
+
 TEST(ConfigTest, InvalidValuesNameTheFlag) {
   expect_error_naming({"--drain-timeout", "5x"}, "--drain-timeout");
   expect_error_naming({"--propagation-delay", "5"}, "--propagation-delay");
@@ -103,6 +112,7 @@ TEST(ConfigTest, InvalidValuesNameTheFlag) {
   expect_error_naming({"--health-check", "grpc"}, "--health-check");
   expect_error_naming({"--workers", "0"}, "--workers");
   expect_error_naming({"--workers", "two"}, "--workers");
+  expect_error_naming({"--io-uring", "yes"}, "--io-uring");
   expect_error_naming({"--max-connections", "-1"}, "--max-connections");
   expect_error_naming({"--log-format", "xml"}, "--log-format");
   expect_error_naming({"--log-level", "loud"}, "--log-level");

@@ -9,6 +9,11 @@ Environment:
   DRAINPROXY_IT_KEEP_LOGS=1   keep the proxies' stderr files instead of deleting them
   DRAINPROXY_IT_VERBOSE=1     always print the proxies' stderr at cleanup
   DRAINPROXY_IT_TEST_TIMEOUT  per-test hard limit in seconds (default 90)
+  DRAINPROXY_IT_IO_URING      --io-uring for every proxy that does not pass its own
+                              (the suites run with the binary's default, auto, and
+                              a second time with off)
+  DRAINPROXY_DENY_IO_URING_BIN  tests/tools/deny_io_uring.cpp, built: runs a program
+                              with io_uring refused by seccomp
 
 The DRAINPROXY_* variables above are the test suite's own; they are removed from
 the environment of every child process, because drainproxy maps DRAINPROXY_<FLAG>
@@ -404,8 +409,9 @@ class Drainproxy:
 
     def __init__(self, upstream_port, *flags, env=None, workers=2, listen_port=None,
                  admin_port=None, start=True, wait_started=True, start_timeout=10.0,
-                 mode="tcp"):
+                 mode="tcp", wrapper=()):
         self.upstream_port = upstream_port
+        self.wrapper = list(wrapper)  # a program that runs the proxy (argv prefix)
         self.mode = mode
         self._ports_picked = listen_port is None and admin_port is None
         self._set_ports(listen_port or free_port(), admin_port or free_port())
@@ -441,7 +447,9 @@ class Drainproxy:
             args += ["--workers", str(self.workers)]
         if "--mode" not in given and self.mode is not None:
             args += ["--mode", self.mode]
-        return args + self.flags
+        if "--io-uring" not in given and os.environ.get("DRAINPROXY_IT_IO_URING"):
+            args += ["--io-uring", os.environ["DRAINPROXY_IT_IO_URING"]]
+        return self.wrapper + args + self.flags
 
     def start(self, wait_started=True, timeout=10.0):
         # Another process may take a port between free_port() and the proxy's
@@ -608,12 +616,13 @@ class Drainproxy:
         self._stderr_file = self._stdout_file = None
 
 
-def run_proxy_cli(args, env=None, timeout=10.0):
-    """Run drainproxy with `args` to completion -> CompletedProcess (text).
+def run_proxy_cli(args, env=None, timeout=10.0, wrapper=()):
+    """Run drainproxy with `args` (under `wrapper`, an argv prefix) to completion
+    -> CompletedProcess (text).
 
     Raises AssertionError if it does not exit within `timeout` (the child is killed).
     """
-    proc = subprocess.Popen([proxy_bin()] + list(args), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(list(wrapper) + [proxy_bin()] + list(args), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=child_env(env), text=True, errors="replace")
     _register(proc)
@@ -893,7 +902,7 @@ class IntegrationTest(unittest.TestCase):
                                                               if k in ("env", "workers",
                                                                        "listen_port",
                                                                        "admin_port",
-                                                                       "mode")})
+                                                                       "mode", "wrapper")})
         self._proxies.append(dp)
         self.addCleanup(lambda: dp.close(dump_logs=self._failed()))
         dp.start(wait_started=kw.get("wait_started", True),

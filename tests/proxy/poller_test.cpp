@@ -1270,6 +1270,202 @@ TEST_F(LazySocketTest, WriteThatFillsTheBufferWaitsAndFinishes) {
   EXPECT_EQ(got, data);
 }
 
+// ---------------------------------------------------------------- batched I/O (io_uring)
+
+// The same socket operations with the poller's batched I/O on: a step goes to the
+// kernel when the turn ends, so nothing completes inside start(); settle() turns
+// the loop once.
+class BatchedSocketTest : public PollerFixture {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!Poller::batching_available(why)) GTEST_SKIP() << "io_uring unavailable here: " << why;
+    ASSERT_TRUE(poller_.enable_batching(why)) << why;
+    ASSERT_TRUE(poller_.batching());
+  }
+
+  Socket connect_lazy(tcp::socket& server) {
+    tcp::socket c(ioc_);
+    c.connect(acceptor_.local_endpoint());
+    server = acceptor_.accept();
+    c.non_blocking(true);
+    return Socket(poller_, c.release(), Socket::Lazy{});
+  }
+};
+
+TEST_F(BatchedSocketTest, ReadAndWriteCompleteWhenTheTurnEndsWithTheSameResults) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  asio::write(server, asio::buffer("request", 7));
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLIN));
+  char buf[64] = {};
+  Outcome read;
+  start(read_into(s, buf, sizeof buf, read), read);
+  EXPECT_FALSE(read.done) << "a batched read waits for the end of the turn";
+  settle();
+  ASSERT_TRUE(read.done);
+  EXPECT_FALSE(read.result.ec) << read.result.ec.message();
+  EXPECT_EQ(std::string(buf, read.result.bytes), "request");
+  EXPECT_FALSE(s.maybe_readable()) << "a short batched read drains the queue, as a plain one does";
+
+  Outcome write;
+  start(write_from(s, "head|", 5, "body", 4, write), write);
+  EXPECT_FALSE(write.done);
+  settle();
+  ASSERT_TRUE(write.done);
+  EXPECT_FALSE(write.result.ec) << write.result.ec.message();
+  EXPECT_EQ(write.result.bytes, 9u);
+  char got[9];
+  asio::read(server, asio::buffer(got));
+  EXPECT_EQ(std::string(got, 9), "head|body");
+  EXPECT_FALSE(in_epoll_set(poller_.native_handle(), s.native_handle()))
+      << "served without waiting: the socket never had to join the epoll set";
+}
+
+TEST_F(BatchedSocketTest, ReadOnAnEmptySocketParksWithoutTheKernelKeepingIt) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);
+  char buf[64] = {};
+  Outcome read;
+  start(read_into(s, buf, sizeof buf, read), read);
+  settle();
+  EXPECT_FALSE(read.done) << "nothing was sent yet";
+  EXPECT_TRUE(in_epoll_set(poller_.native_handle(), s.native_handle()))
+      << "the step came back EAGAIN: the read waits for an edge like a plain one";
+  asio::write(server, asio::buffer("late", 4));
+  ASSERT_TRUE(run_until([&] { return read.done; }, 3s));
+  EXPECT_FALSE(read.result.ec) << read.result.ec.message();
+  EXPECT_EQ(std::string(buf, read.result.bytes), "late");
+}
+
+TEST_F(BatchedSocketTest, EndOfStreamAndResetArriveThroughTheRing) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  asio::write(server, asio::buffer("bye", 3));
+  server.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(kernel_ready(s.native_handle(), POLLRDHUP));
+  char buf[64] = {};
+  Outcome first;
+  start(read_into(s, buf, sizeof buf, first), first);
+  ASSERT_TRUE(run_until([&] { return first.done; }, 3s));
+  EXPECT_EQ(first.result.bytes, 3u);
+  expect_next_read_ends_with_eof(s, "the FIN was lost on the batched path");
+
+  tcp::socket server2(ioc_);
+  Socket s2 = connect(server2);
+  Outcome parked;
+  start(read_into(s2, buf, sizeof buf, parked), parked);
+  settle();
+  ASSERT_FALSE(parked.done);
+  server2.set_option(asio::socket_base::linger(true, 0));
+  server2.close();
+  ASSERT_TRUE(run_until([&] { return parked.done; }, 3s));
+  EXPECT_EQ(parked.result.ec, asio::error::connection_reset) << parked.result.ec.message();
+}
+
+TEST_F(BatchedSocketTest, LargeWriteOfTwoBuffersGoesOnAfterPartialStepsAndArrivesInOrder) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  const std::vector<char> a = pattern((3 << 20) + 7, 1);
+  const std::vector<char> b = pattern((5 << 20) + 3, 2);
+  Outcome w;
+  start(write_from(s, a.data(), a.size(), b.data(), b.size(), w), w);
+  settle();
+  EXPECT_FALSE(w.done) << "8 MiB to a peer that does not read should hit EAGAIN";
+  std::vector<char> got;
+  ASSERT_TRUE(drain_peer(poller_, server, got, a.size() + b.size())) << "received " << got.size();
+  ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
+  EXPECT_FALSE(w.result.ec) << w.result.ec.message();
+  EXPECT_EQ(w.result.bytes, a.size() + b.size());
+  std::vector<char> expected = a;
+  expected.insert(expected.end(), b.begin(), b.end());
+  ASSERT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "bytes arrived out of order or corrupted";
+}
+
+// A socket closed while its write waits in the unsubmitted batch frees its descriptor
+// number, and the next socket opened in the same turn gets it. The batched write must
+// not land on that new connection.
+TEST_F(BatchedSocketTest, WriteQueuedForASocketClosedInTheSameTurnNeverReachesTheDescriptorsNextOwner) {
+  tcp::socket server_a(ioc_);
+  Socket a = connect(server_a);
+  const int fd = a.native_handle();
+  Outcome w;
+  start(write_from(a, "secret", 6, nullptr, 0, w), w);
+  ASSERT_FALSE(w.done);
+  a.close();
+
+  tcp::socket server_b(ioc_);
+  Socket b = connect(server_b);
+  ASSERT_EQ(b.native_handle(), fd) << "the kernel hands out the lowest free descriptor";
+  ASSERT_TRUE(run_until([&] { return w.done; }, 3s));
+  EXPECT_EQ(w.result.ec, asio::error::operation_aborted) << w.result.ec.message();
+
+  Outcome hello;
+  start(write_from(b, "hello", 5, nullptr, 0, hello), hello);
+  ASSERT_TRUE(run_until([&] { return hello.done; }, 3s));
+  char got[5] = {};
+  asio::read(server_b, asio::buffer(got));
+  EXPECT_EQ(std::string(got, 5), "hello") << "the closed socket's write went to the new connection";
+  server_a.non_blocking(true);
+  error_code ec;
+  char stray[16];
+  const std::size_t n = server_a.read_some(asio::buffer(stray), ec);
+  EXPECT_EQ(n, 0u) << "the closed socket's write was sent after all";
+}
+
+TEST_F(BatchedSocketTest, CloseAbortsAQueuedReadAndAParkedOne) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  asio::write(server, asio::buffer("x", 1));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+  char buf[8];
+  Outcome queued;
+  start(read_into(s, buf, sizeof buf, queued), queued);
+  ASSERT_FALSE(queued.done);
+  s.close();
+  ASSERT_TRUE(run_until([&] { return queued.done; }, 3s));
+  EXPECT_EQ(queued.result.ec, asio::error::operation_aborted) << queued.result.ec.message();
+
+  tcp::socket server2(ioc_);
+  Socket s2 = connect(server2);
+  Outcome parked;
+  start(read_into(s2, buf, sizeof buf, parked), parked);
+  settle();
+  ASSERT_FALSE(parked.done);
+  s2.close();
+  ASSERT_TRUE(run_until([&] { return parked.done; }, 3s));
+  EXPECT_EQ(parked.result.ec, asio::error::operation_aborted) << parked.result.ec.message();
+}
+
+// More steps in one turn than the ring has entries: the full queue is submitted
+// early and every operation still completes with its own bytes.
+TEST_F(BatchedSocketTest, MoreStepsThanRingEntriesInOneTurnAllComplete) {
+  constexpr int kPairs = 300;
+  std::vector<tcp::socket> servers;
+  std::vector<Socket> sockets;
+  servers.reserve(kPairs);
+  sockets.reserve(kPairs);
+  for (int i = 0; i < kPairs; ++i) {
+    servers.emplace_back(ioc_);
+    sockets.push_back(connect(servers.back()));
+  }
+  std::vector<std::string> messages(kPairs);
+  std::vector<Outcome> writes(kPairs);
+  for (int i = 0; i < kPairs; ++i) {
+    messages[i] = "message " + std::to_string(i);
+    start(write_from(sockets[i], messages[i].data(), messages[i].size(), nullptr, 0, writes[i]), writes[i]);
+  }
+  settle();
+  for (int i = 0; i < kPairs; ++i) {
+    ASSERT_TRUE(writes[i].done) << i;
+    ASSERT_FALSE(writes[i].result.ec) << i << ": " << writes[i].result.ec.message();
+    std::string got(messages[i].size(), '\0');
+    asio::read(servers[i], asio::buffer(got));
+    EXPECT_EQ(got, messages[i]);
+  }
+}
+
 TEST(LoopClockTest, OneReadingPerBatchAndLiveOutside) {
   const auto before = LoopClock::now();
   {
