@@ -754,6 +754,11 @@ bool Socket::start_read(IoOp& op) {
     }
     if (op.batched) return false;
   }
+  if (!op.parks) {
+    op.ec = asio::error::would_block;
+    reader_ = nullptr;
+    return true;
+  }
   if (!watch(op.ec)) {
     reader_ = nullptr;
     return true;
@@ -791,7 +796,11 @@ void Socket::stepped(IoOp& op, int res) {
       poller_->batch(*this, op);
       return;
     }
-    if (watch(op.ec)) return;
+    if (!op.parks) {
+      op.ec = asio::error::would_block;
+    } else if (watch(op.ec)) {
+      return;
+    }
   }
   slot = nullptr;
   op.complete();

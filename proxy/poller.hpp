@@ -76,6 +76,9 @@ class IoOp {
 
   error_code ec;
   std::size_t bytes = 0;
+  // False: instead of waiting for an edge, the operation completes with would_block
+  // (a reader that must not hold its buffer while the socket is empty).
+  bool parks = true;
   // While a step is in the ring: its socket (null once that socket closed; the step
   // then completes with operation_aborted), and its entry until the batch is submitted.
   bool batched = false;
@@ -295,6 +298,9 @@ class Socket {
   struct WaitWritable;
   struct Connect;
   ReadSome read_some(void* data, std::size_t size);
+  // The same, but an empty socket completes it with would_block rather than parking
+  // it: the caller lets go of its buffer and waits with wait_readable().
+  ReadSome try_read_some(void* data, std::size_t size);
   // `more`: the connection closes right after this write, so the kernel may hold the
   // last segment back and send it together with the FIN (MSG_MORE).
   WriteAll write_all(const void* a, std::size_t a_size, const void* b = nullptr, std::size_t b_size = 0,
@@ -348,7 +354,7 @@ struct Socket::ReadSome final : CoroOp {
   Socket& s;
   void* data;
   std::size_t size;
-  ReadSome(Socket& sock, void* d, std::size_t n) : s(sock), data(d), size(n) {}
+  ReadSome(Socket& sock, void* d, std::size_t n, bool park) : s(sock), data(d), size(n) { parks = park; }
   bool perform(Socket& sock) override;
   bool batchable() const override { return true; }
   void prepare(Socket& sock, io_uring_sqe* sqe) override;
@@ -410,7 +416,10 @@ struct Socket::Connect final : CoroOp {
   bool done_ = false;
 };
 
-inline Socket::ReadSome Socket::read_some(void* data, std::size_t size) { return ReadSome(*this, data, size); }
+inline Socket::ReadSome Socket::read_some(void* data, std::size_t size) { return ReadSome(*this, data, size, true); }
+inline Socket::ReadSome Socket::try_read_some(void* data, std::size_t size) {
+  return ReadSome(*this, data, size, false);
+}
 inline Socket::WriteAll Socket::write_all(const void* a, std::size_t an, const void* b, std::size_t bn, bool more) {
   return WriteAll(*this, a, an, b, bn, more);
 }

@@ -94,8 +94,9 @@ Task<PumpEnd> pump_bytes(Socket& from, Socket& to, BufferPool& pool, PipePool* p
       n = from.splice_in(pipe->get().write, kSpliceChunk, ec);
     } else {
       // Completes at once on plain syscalls; with batched I/O the read goes into
-      // this turn's batch.
-      const IoResult r = co_await from.read_some(buf.get(), BufferPool::kSize);
+      // this turn's batch. An empty socket answers would_block: the buffer goes back
+      // before the wait above.
+      const IoResult r = co_await from.try_read_some(buf.get(), BufferPool::kSize);
       n = r.bytes;
       ec = r.ec;
     }

@@ -45,6 +45,10 @@ Task<void> read_into(Socket& s, void* data, std::size_t size, Outcome& out) {
   out.result = co_await s.read_some(data, size);
 }
 
+Task<void> try_read_into(Socket& s, void* data, std::size_t size, Outcome& out) {
+  out.result = co_await s.try_read_some(data, size);
+}
+
 Task<void> write_from(Socket& s, const void* a, std::size_t a_size, const void* b, std::size_t b_size, Outcome& out) {
   out.result = co_await s.write_all(a, a_size, b, b_size);
 }
@@ -1270,6 +1274,25 @@ TEST_F(LazySocketTest, WriteThatFillsTheBufferWaitsAndFinishes) {
   EXPECT_EQ(got, data);
 }
 
+// A reader that borrows its buffer per read (the TCP pump) must get it back when the
+// socket turns out empty, not have it held by a parked read.
+TEST_F(SocketTest, TryReadOnAnEmptySocketCompletesWithWouldBlockInsteadOfParking) {
+  tcp::socket server(ioc_);
+  Socket s = connect(server);
+  char buf[16];
+  Outcome r;
+  start(try_read_into(s, buf, sizeof buf, r), r);
+  ASSERT_TRUE(r.done);
+  EXPECT_EQ(r.result.ec, asio::error::would_block) << r.result.ec.message();
+  asio::write(server, asio::buffer("x", 1));
+  ASSERT_TRUE(run_until([&] { return s.maybe_readable(); }));
+  Outcome again;
+  start(try_read_into(s, buf, sizeof buf, again), again);
+  ASSERT_TRUE(again.done);
+  EXPECT_FALSE(again.result.ec) << again.result.ec.message();
+  EXPECT_EQ(again.result.bytes, 1u);
+}
+
 // ---------------------------------------------------------------- batched I/O (io_uring)
 
 // The same socket operations with the poller's batched I/O on: a step goes to the
@@ -1336,6 +1359,18 @@ TEST_F(BatchedSocketTest, ReadOnAnEmptySocketParksWithoutTheKernelKeepingIt) {
   ASSERT_TRUE(run_until([&] { return read.done; }, 3s));
   EXPECT_FALSE(read.result.ec) << read.result.ec.message();
   EXPECT_EQ(std::string(buf, read.result.bytes), "late");
+}
+
+TEST_F(BatchedSocketTest, TryReadThatFindsTheSocketEmptyCompletesWithWouldBlockInsteadOfParking) {
+  tcp::socket server(ioc_);
+  Socket s = connect_lazy(server);  // readiness unknown: the read is tried
+  char buf[16];
+  Outcome r;
+  start(try_read_into(s, buf, sizeof buf, r), r);
+  settle();
+  ASSERT_TRUE(r.done) << "the EAGAIN step must end the operation, not park it with the buffer";
+  EXPECT_EQ(r.result.ec, asio::error::would_block) << r.result.ec.message();
+  EXPECT_FALSE(s.maybe_readable());
 }
 
 TEST_F(BatchedSocketTest, EndOfStreamAndResetArriveThroughTheRing) {
