@@ -13,7 +13,8 @@ Configuration comes from the environment (run.sh sets the paths):
   QUICK=1          smoke mode: 1 round, short runs, 1 worker, 1000 idle connections
   ROUNDS, DURATION, BULK_DURATION, WORKERS ("1 2"), IDLE_CONNS, APP_WORKERS,
   CONNS, THREADS, BULK_CONNS, LIGHT_CONNS, SYSTEMS (space separated subset of system names;
-  floor-uring-tcp, the io_uring floor relay, runs only when named here; see bench/floor/),
+  floor-uring-tcp, the io_uring floor relay, runs only when named here; see bench/floor/;
+  drainproxy-syscalls-http/-tcp are drainproxy with --io-uring off),
   DRAINPROXY_EXTRA_ARGS (extra drainproxy flags, for experiments)
   LAYOUT=shared    (default) every process may run on every core
   LAYOUT=isolated  the proxy under test gets the first core to itself; wrk and the
@@ -46,8 +47,12 @@ PROXY_KINDS = ["drainproxy-http", "drainproxy-tcp", "haproxy-http", "haproxy-tcp
 # proxies. One thread each, so only with 1 worker, and not in the idle test. The
 # io_uring one runs only when SYSTEMS names it: it needs liburing-dev.
 FLOOR_KINDS = {"floor-tcp": ("relay_epoll.c", []), "floor-uring-tcp": ("relay_uring.c", ["-luring"])}
-ALL_KINDS = PROXY_KINDS + list(FLOOR_KINDS)
-DEFAULT_SYSTEMS = ["direct"] + PROXY_KINDS + ["floor-tcp"]
+# drainproxy with --io-uring off: what runs where a seccomp profile refuses io_uring
+# (RuntimeDefault). 1 worker only, and not in the idle test: memory is the same.
+SYSCALLS_KINDS = ["drainproxy-syscalls-http", "drainproxy-syscalls-tcp"]
+ONE_WORKER_KINDS = list(FLOOR_KINDS) + SYSCALLS_KINDS
+ALL_KINDS = PROXY_KINDS + SYSCALLS_KINDS + list(FLOOR_KINDS)
+DEFAULT_SYSTEMS = ["direct"] + PROXY_KINDS + SYSCALLS_KINDS + ["floor-tcp"]
 SCENARIOS = {
     # name: (path, extra wrk args, connections key, duration key, unit)
     "keepalive-small": ("/small", [], "CONNS", "DURATION", "req/s"),
@@ -395,6 +400,22 @@ def start_app(cfg, port):
     return start_nginx("app-nginx", d, conf, cfg["tmp"])
 
 
+def drainproxy_io(system):
+    """How a drainproxy instance moves socket bytes ("io_uring" or "syscalls", from
+    /status); None for the other systems."""
+    procs = system["procs"]
+    if not system["kind"].startswith("drainproxy") or not procs:
+        return None
+    conn = http.client.HTTPConnection(HOST, procs[0].admin_port, timeout=5)
+    try:
+        conn.request("GET", "/status")
+        return json.loads(conn.getresponse().read()).get("io")
+    except (OSError, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
 def start_proxy(cfg, kind, workers, port, app_port, tag, idle=False):
     """Start one proxy instance; returns Proc."""
     tmp = cfg["tmp"]
@@ -404,17 +425,21 @@ def start_proxy(cfg, kind, workers, port, app_port, tag, idle=False):
     if kind in FLOOR_KINDS:
         return Proc(name, [build_floor(cfg, kind), str(port), str(app_port)], tmp)
     if kind.startswith("drainproxy"):
-        mode = kind.split("-")[1]
+        mode = kind.split("-")[-1]
         admin = cfg["ports"].get()
         argv = [cfg["drainproxy_bin"], "--mode", mode, "--listen", "%s:%d" % (HOST, port),
                 "--upstream", "%s:%d" % (HOST, app_port), "--admin", "%s:%d" % (HOST, admin),
                 "--health-check", "none", "--workers", str(workers), "--log-level", "warn"]
+        if kind in SYSCALLS_KINDS:
+            argv += ["--io-uring", "off"]
         argv += os.environ.get("DRAINPROXY_EXTRA_ARGS", "").split()
         if idle:
             # Hold idle connections for the whole memory test (like the peers' 300s timeouts).
             argv += ["--idle-timeout", "300s", "--header-timeout", "300s"]
         # SIGINT twice = immediate exit (no propagation delay / drain wait at teardown).
-        return Proc(name, argv, tmp, stop_signals=(signal.SIGINT, signal.SIGINT))
+        p = Proc(name, argv, tmp, stop_signals=(signal.SIGINT, signal.SIGINT))
+        p.admin_port = admin
+        return p
     if kind.startswith("haproxy"):
         mode = kind.split("-")[1]
         conf = (
@@ -695,6 +720,9 @@ def markdown(cfg, summary, idle, meta):
     out = []
     out.append("## drainproxy benchmark (%s)\n" % ("QUICK smoke run" if cfg["quick"] else "full run"))
     out.append("Layout: %s.\n" % meta.get("layout", "shared"))
+    if meta.get("drainproxy_io"):
+        out.append("drainproxy socket I/O (`--io-uring`; `-syscalls` systems run with `off`): %s.\n" % ", ".join(
+            "%s %s" % (label, io) for label, io in meta["drainproxy_io"].items()))
     out.append("%s; %d round(s) interleaved; wrk -t%d -c%d (bulk -c%d, light -c%d), %ds per run (bulk %ds); "
                "app: nginx %d worker(s). Values are medians over rounds; CPU µs/req = proxy utime+stime "
                "(all its processes/threads) / requests; paired = median of each round's ratio to the HAProxy "
@@ -862,7 +890,7 @@ def main():
                             "procs": []})
         for w in cfg["WORKERS"]:
             for kind in ALL_KINDS:
-                if kind not in cfg["SYSTEMS"] or (kind in FLOOR_KINDS and w != 1):
+                if kind not in cfg["SYSTEMS"] or (kind in ONE_WORKER_KINDS and w != 1):
                     continue
                 port = cfg["ports"].get()
                 p = start_proxy(cfg, kind, w, port, cfg["app_port"], "load")
@@ -875,9 +903,14 @@ def main():
             check_answers(s["label"], s["port"])
             for p in s["procs"]:
                 pin_proxy(cfg, p)
-            log("%-20s answers on port %d (pids %s)" % (
-                s["label"], s["port"], ",".join(str(x) for p in s["procs"] for x in p.pids()) or "-"))
+            io = drainproxy_io(s)
+            if io:
+                s["io"] = io
+            log("%-20s answers on port %d (pids %s)%s" % (
+                s["label"], s["port"], ",".join(str(x) for p in s["procs"] for x in p.pids()) or "-",
+                ", io %s" % io if io else ""))
         cfg["labels"] = [s["label"] for s in systems]
+        meta["drainproxy_io"] = {s["label"]: s["io"] for s in systems if s.get("io")}
 
         if cfg["WARMUP"]:
             log("warm-up: %ds keep-alive run per system" % cfg["WARMUP"])
