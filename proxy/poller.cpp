@@ -734,7 +734,12 @@ bool Socket::idle_intact() {
 }
 
 bool Socket::progress(IoOp& op) {
-  if (poller_->ring_ && op.batchable()) {
+  // A read on a socket outside the epoll set goes on a guess (readiness is unknown
+  // until the socket first waits): a batched guess would hold the reader's buffer
+  // until the turn ends, for every connection accepted in that turn, only to find
+  // most of them empty. Tried at once, a miss gives the buffer straight back.
+  const bool guess = &op == reader_ && !watched_;
+  if (poller_->ring_ && op.batchable() && !guess) {
     poller_->batch(*this, op);
     return false;
   }
