@@ -202,12 +202,10 @@ struct Poller::Ring {
 };
 
 namespace {
+
 // Entries per submission: a turn with more steps submits early, which costs one
 // more io_uring_enter, not a failure.
 constexpr unsigned kRingEntries = 256;
-}  // namespace
-
-namespace {
 
 // One thread submits (SINGLE_ISSUER: the ring must be set up on the loop's thread),
 // and completions are posted when it enters the kernel anyway (COOP_TASKRUN) rather
