@@ -243,8 +243,10 @@ bool Poller::batching_available(std::string& why) {
   return true;
 }
 
-bool Poller::enable_batching(std::string& why) {
+bool Poller::enable_batching(std::string& why, int min_events) {
   if (ring_) return true;
+  batch_min_events_ = min_events;
+  batch_turn_ = true;
   auto r = std::make_unique<Ring>();
   const int rc = open_ring(r->ring);
   if (rc < 0) {
@@ -405,7 +407,12 @@ void Poller::run_once(std::chrono::milliseconds timeout) {
   if (ring_) flush_batch();
   const int n = ::epoll_wait(ep_, events.data(), kMaxEvents, wait_timeout(timeout));
   const LoopClock::Batch batch;
-  if (ring_) reap_batch();
+  if (ring_) {
+    reap_batch();
+    int sockets = n;
+    for (int i = 0; i < n; ++i) sockets -= events[i].data.u64 == kWakeTag ? 1 : 0;
+    batch_turn_ = sockets >= batch_min_events_;
+  }
   for (int i = 0; i < n; ++i) {
     if (events[i].data.u64 == kWakeTag) {
       take_posted();
@@ -737,7 +744,7 @@ bool Socket::progress(IoOp& op) {
   // until the turn ends, for every connection accepted in that turn, only to find
   // most of them empty. Tried at once, a miss gives the buffer straight back.
   const bool guess = &op == reader_ && !watched_;
-  if (poller_->ring_ && op.batchable() && !guess) {
+  if (poller_->batch_turn_ && op.batchable() && !guess) {
     poller_->batch(*this, op);
     return false;
   }

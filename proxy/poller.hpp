@@ -141,7 +141,13 @@ class Poller {
   // any socket is attached. False, with the reason in `why`, when the kernel refuses
   // (a seccomp profile such as containerd's and Docker's RuntimeDefault, or a kernel
   // without io_uring); the poller then stays on plain syscalls.
-  bool enable_batching(std::string& why);
+  //
+  // A turn whose epoll_wait returned fewer than `min_events` socket events does its
+  // I/O with plain syscalls: one or two sockets' steps need two io_uring_enter calls
+  // (the reads, then the writes their results lead to), which saves no syscall and
+  // costs io_uring's own overhead per step. The first turn after enabling batches.
+  bool enable_batching(std::string& why, int min_events = kBatchMinEvents);
+  static constexpr int kBatchMinEvents = 3;
   // Whether enable_batching() can succeed in this process (any thread): false, with
   // the reason, when io_uring is refused.
   static bool batching_available(std::string& why);
@@ -201,6 +207,8 @@ class Poller {
   std::atomic<bool> stop_{false};
   std::atomic<bool> abort_{false};
   std::unique_ptr<Ring> ring_;
+  int batch_min_events_ = 0;
+  bool batch_turn_ = false;  // this turn's steps go to the ring
 };
 
 // A one-shot timer on a Poller, shaped like asio::steady_timer: a wait that is

@@ -1303,7 +1303,8 @@ class BatchedSocketTest : public PollerFixture {
   void SetUp() override {
     std::string why;
     if (!Poller::batching_available(why)) GTEST_SKIP() << "io_uring unavailable here: " << why;
-    ASSERT_TRUE(poller_.enable_batching(why)) << why;
+    // Every turn batches, however few sockets it wakes for.
+    ASSERT_TRUE(poller_.enable_batching(why, 0)) << why;
     ASSERT_TRUE(poller_.batching());
   }
 
@@ -1440,6 +1441,41 @@ TEST_F(BatchedSocketTest, LargeWriteOfTwoBuffersGoesOnAfterPartialStepsAndArrive
   expected.insert(expected.end(), b.begin(), b.end());
   ASSERT_EQ(got.size(), expected.size());
   EXPECT_TRUE(got == expected) << "bytes arrived out of order or corrupted";
+}
+
+// Below the threshold a turn saves no syscall by batching (one socket's read and
+// write would take two io_uring_enter calls), so its I/O goes through plain syscalls.
+TEST_F(PollerTest, TurnsThatWakeForFewSocketsUsePlainSyscalls) {
+  std::string why;
+  if (!Poller::batching_available(why)) GTEST_SKIP() << "io_uring unavailable here: " << why;
+  ASSERT_TRUE(poller_.enable_batching(why, 2)) << why;
+  tcp::socket server_a(ioc_), server_b(ioc_);
+  Socket a = connect(server_a);
+  Socket b = connect(server_b);
+  settle();
+
+  asio::write(server_a, asio::buffer("one", 3));
+  ASSERT_TRUE(kernel_ready(a.native_handle(), POLLIN));
+  settle();  // a turn that woke for one socket
+  ASSERT_TRUE(a.maybe_readable());
+  char buf[16];
+  Outcome single;
+  start(read_into(a, buf, sizeof buf, single), single);
+  EXPECT_TRUE(single.done) << "after a one-socket turn the read is a plain recv, done at once";
+  EXPECT_EQ(single.result.bytes, 3u);
+
+  asio::write(server_a, asio::buffer("two", 3));
+  asio::write(server_b, asio::buffer("two", 3));
+  ASSERT_TRUE(kernel_ready(a.native_handle(), POLLIN));
+  ASSERT_TRUE(kernel_ready(b.native_handle(), POLLIN));
+  settle();  // a turn that woke for both
+  ASSERT_TRUE(a.maybe_readable() && b.maybe_readable());
+  Outcome batched;
+  start(read_into(b, buf, sizeof buf, batched), batched);
+  EXPECT_FALSE(batched.done) << "after a two-socket turn the read joins the batch";
+  settle();
+  ASSERT_TRUE(batched.done);
+  EXPECT_EQ(std::string(buf, batched.result.bytes), "two");
 }
 
 // A socket closed while its write waits in the unsubmitted batch frees its descriptor
