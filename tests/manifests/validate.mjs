@@ -142,6 +142,7 @@ const DEFAULTS = {
   "propagation-delay": "5s",
   "drain-timeout": "20s",
   "termination-grace-period": "30s",
+  "io-uring": "auto",
 };
 
 // Every drainproxy flag (README "Flags"); DRAINPROXY_<FLAG> is its environment form.
@@ -151,7 +152,7 @@ const DEFAULTS = {
 export const KNOWN_FLAGS = [
   "listen", "upstream", "mode", "admin", "propagation-delay", "drain-timeout",
   "termination-grace-period", "health-check", "health-interval", "health-timeout",
-  "health-healthy-threshold", "health-unhealthy-threshold", "workers", "max-connections",
+  "health-healthy-threshold", "health-unhealthy-threshold", "workers", "io-uring", "max-connections",
   "connect-timeout", "idle-timeout", "header-timeout", "max-header-bytes", "max-body-bytes",
   "upstream-timeout", "upstream-keepalive", "upstream-idle-timeout", "drain-idle-grace",
   "drain-token", "drain-token-file", "log-format", "log-level",
@@ -400,6 +401,16 @@ function drainproxyProblems(doc) {
     if (r[where]?.[key] === undefined) problems.push(`drainproxy needs resources.${where}.${key}`);
   const podSC = pod.securityContext ?? {};
   checkSecurityContext(dp, podSC, "drainproxy", problems, { readOnlyRoot: true });
+  // RuntimeDefault refuses io_uring (containerd >= 2.0, Docker >= 25): with --io-uring on
+  // drainproxy would exit 2 at start instead of falling back to plain syscalls.
+  const ioUring = cfg["io-uring"];
+  if (!["auto", "on", "off"].includes(ioUring))
+    problems.push(`drainproxy --io-uring "${ioUring}" (${source["io-uring"]}) must be auto, on or off`);
+  const dpSeccomp = dp.securityContext?.seccompProfile?.type ?? podSC.seccompProfile?.type;
+  if (ioUring === "on" && dpSeccomp === "RuntimeDefault")
+    problems.push(`drainproxy --io-uring on (${source["io-uring"]}) with seccompProfile RuntimeDefault: that ` +
+      `profile refuses io_uring, so drainproxy would exit 2 at start; use auto, or a Localhost profile ` +
+      `that allows io_uring_setup, io_uring_enter and io_uring_register`);
   for (const { c } of [...regular, ...inits])
     if (c !== dp) checkSecurityContext(c, podSC, `container "${c.name}"`, problems, { readOnlyRoot: false });
 
