@@ -90,6 +90,15 @@ class PollerFixture : public ::testing::Test {
     return s;
   }
 
+  // The same, as the listener makes it: outside the epoll set until it first waits.
+  Socket connect_lazy(tcp::socket& server) {
+    tcp::socket c(ioc_);
+    c.connect(acceptor_.local_endpoint());
+    server = acceptor_.accept();
+    c.non_blocking(true);
+    return Socket(poller_, c.release(), Socket::Lazy{});
+  }
+
   // Turns the poller's loop until `pred` holds; false when it did not within `limit`.
   template <typename Pred>
   bool run_until(Pred pred, Clock::duration limit = 5s) {
@@ -1178,16 +1187,7 @@ bool in_epoll_set(int ep, int fd) {
   return false;
 }
 
-class LazySocketTest : public PollerFixture {
- protected:
-  Socket connect_lazy(tcp::socket& server) {
-    tcp::socket c(ioc_);
-    c.connect(acceptor_.local_endpoint());
-    server = acceptor_.accept();
-    c.non_blocking(true);
-    return Socket(poller_, c.release(), Socket::Lazy{});
-  }
-};
+using LazySocketTest = PollerFixture;
 
 TEST_F(LazySocketTest, ServedWithoutWaitingNeverJoinsTheEpollSet) {
   tcp::socket server(ioc_);
@@ -1306,14 +1306,6 @@ class BatchedSocketTest : public PollerFixture {
     // Every turn batches, however few sockets it wakes for.
     ASSERT_TRUE(poller_.enable_batching(why, 0)) << why;
     ASSERT_TRUE(poller_.batching());
-  }
-
-  Socket connect_lazy(tcp::socket& server) {
-    tcp::socket c(ioc_);
-    c.connect(acceptor_.local_endpoint());
-    server = acceptor_.accept();
-    c.non_blocking(true);
-    return Socket(poller_, c.release(), Socket::Lazy{});
   }
 };
 
